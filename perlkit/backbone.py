@@ -1,0 +1,291 @@
+"""A frozen open_clip model split at depth J, with token-aware refinement.
+
+Every method in perlkit sees CLIP through this wrapper. It exposes, per encoder, the three pieces PERL's
+equations need:
+
+* ``base(modality, x, split)``: embeddings and blocks ``0..split-1``. Its output never changes, so callers cache it
+  (once per image batch, once per class set).
+* ``run_blocks(modality, x, start, end)``: any contiguous range of frozen blocks on a sequence that may carry extra
+  tokens *prepended* to it (Eq. 3 of the paper). For text the causal mask is rebuilt for the new length, so the EOS
+  token, which sits after the prepended tokens, attends to all of them.
+* ``readout`` and ``project``: pooled state at the original CLS/EOS position (shifted by the number of prepended
+  tokens), then CLIP's own final LayerNorm and frozen projection.
+
+With no extra tokens, ``project(readout(run_blocks(base(x))))`` equals open_clip's ``encode_image`` /
+``encode_text``; tests hold that to ``allclose``.
+
+Two exact shortcuts keep the text side cheap: (1) text sequences are trimmed after the last EOS of the class set,
+because under the causal mask no token after EOS can influence it; (2) the base output of a class set is cached by
+the caller. Both leave results unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+MODALITIES = ("vision", "text")
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+open_clip.add_model_config(CONFIG_DIR)
+
+
+class BackboneError(RuntimeError):
+    """Raised when a model cannot be built or loaded, with the reason and the way out."""
+
+
+@dataclass
+class EncodedTokens:
+    """A sequence state of one encoder: hidden tokens and the readout (CLS/EOS) index of each row."""
+
+    hidden: torch.Tensor  # [N, L, d]
+    readout: torch.Tensor  # [N] long, index of CLS (vision) or EOS (text) before any prepended token
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, used to verify shipped and user-supplied weights."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_models() -> list[str]:
+    """Model names the factory accepts: open_clip's built-ins plus the configs shipped with perlkit."""
+    return sorted(open_clip.list_models())
+
+
+def _load_open_clip(model: str, pretrained: str | None, sha256: str | None) -> nn.Module:
+    if model not in open_clip.list_models():
+        raise BackboneError(
+            f"unknown model {model!r}: expected an open_clip model name (e.g. 'ViT-B-16') or a config in "
+            f"{CONFIG_DIR}. Known: {', '.join(list_models()[:12])}, ..."
+        )
+    looks_like_file = pretrained is not None and (
+        os.path.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+    )
+    if looks_like_file:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise BackboneError(f"checkpoint file not found: {path}")
+        if sha256 is not None:
+            actual = sha256_file(path)
+            if actual != sha256:
+                raise BackboneError(
+                    f"checksum mismatch for {path}: expected sha256 {sha256}, found {actual}. The file is corrupt "
+                    "or from another version; rebuild it (for the mini CLIP: `perlkit mini pretrain`)."
+                )
+        pretrained = str(path)
+    try:
+        return open_clip.create_model(model, pretrained=pretrained or None, device="cpu")
+    except (RuntimeError, OSError, ValueError) as err:  # network or file problems surface here
+        raise BackboneError(
+            f"could not load weights {pretrained!r} for {model!r}: {err}. Offline machines cannot download "
+            "pretrained tags; pass a local checkpoint file instead (for OpenAI's ViT-B/16 use model "
+            "'ViT-B-16-quickgelu' with the path to ViT-B-16.pt), or pretrained=None for random weights."
+        ) from err
+
+
+class FrozenCLIP(nn.Module):
+    """Frozen open_clip CLIP with split-at-J access to both encoders (see module docstring)."""
+
+    def __init__(self, model: nn.Module, model_name: str = "", pretrained: str | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.model_name = model_name
+        self.pretrained = pretrained
+        visual = model.visual
+        if getattr(visual, "attn_pool", None) is not None or getattr(visual, "final_ln_after_pool", False):
+            raise BackboneError(f"{model_name}: attentional or post-pool-LN vision towers are not supported")
+        if getattr(visual, "pool_type", "tok") != "tok":
+            raise BackboneError(f"{model_name}: vision pool_type must be 'tok' (CLS readout), got {visual.pool_type}")
+        text = getattr(model, "text", model)  # CustomTextCLIP keeps the tower in .text
+        if getattr(model, "text_pool_type", getattr(text, "pool_type", "argmax")) != "argmax":
+            raise BackboneError(f"{model_name}: text pooling must be 'argmax' (EOS readout)")
+        self._text = text
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self.model.eval()
+        self.use_checkpointing = False
+        self._mask_cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ shapes
+    def blocks(self, modality: str) -> nn.ModuleList:
+        """The frozen residual blocks of one encoder."""
+        if modality == "vision":
+            return self.model.visual.transformer.resblocks
+        if modality == "text":
+            return self._text.transformer.resblocks
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+
+    def width(self, modality: str) -> int:
+        """Residual-stream width d_m of one encoder (768/512 for ViT-B/16)."""
+        return self.model.visual.transformer.width if modality == "vision" else self._text.transformer.width
+
+    @property
+    def num_layers(self) -> int:
+        """L, the number of blocks per encoder (both encoders must agree, as in every CLIP)."""
+        n_vision, n_text = len(self.blocks("vision")), len(self.blocks("text"))
+        if n_vision != n_text:
+            raise BackboneError(f"encoders differ in depth ({n_vision} vs {n_text}); PERL assumes equal L")
+        return n_vision
+
+    @property
+    def embed_dim(self) -> int:
+        """Dimension of CLIP's shared embedding space."""
+        return int(self.model.visual.output_dim)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """CLIP's frozen temperature, exponentiated."""
+        return self.model.logit_scale.exp().detach()
+
+    @property
+    def context_length(self) -> int:
+        """Text context length of the tokenizer and the positional table."""
+        return int(self._text.positional_embedding.shape[0])
+
+    @property
+    def image_size(self) -> int:
+        """Input resolution of the vision tower."""
+        size = self.model.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    def train(self, mode: bool = True) -> FrozenCLIP:
+        """Keep CLIP in eval mode whatever the caller asks: it is frozen, dropout stays off."""
+        super().train(False)
+        return self
+
+    # ------------------------------------------------------------------ tokens
+    def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Token ids for prompts, with the model's own tokenizer and context length."""
+        tokenizer = open_clip.get_tokenizer(self.model_name) if self.model_name else open_clip.tokenize
+        return tokenizer(list(prompts)).to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the frozen weights live."""
+        return self.model.logit_scale.device
+
+    # ------------------------------------------------------------------ pieces
+    def embed(self, modality: str, x: torch.Tensor) -> EncodedTokens:
+        """Input embeddings: patches + CLS + positions + ln_pre, or token + positional embeddings."""
+        if modality == "vision":
+            hidden = self.model.visual._embeds(x)
+            readout = torch.zeros(hidden.shape[0], dtype=torch.long, device=hidden.device)
+            return EncodedTokens(hidden, readout)
+        eos = x.argmax(dim=-1)
+        length = int(eos.max()) + 1  # tokens after the last EOS cannot reach any EOS under the causal mask
+        ids = x[:, :length]
+        cast = self._text.transformer.get_cast_dtype()
+        hidden = self._text.token_embedding(ids).to(cast) + self._text.positional_embedding[:length].to(cast)
+        return EncodedTokens(hidden, eos)
+
+    def causal_mask(self, length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Additive causal mask for a text sequence of any length (77 + k with k thought tokens)."""
+        key = (length, device, dtype)
+        if key not in self._mask_cache:
+            mask = torch.full((length, length), float("-inf"), device=device, dtype=dtype).triu_(1)
+            self._mask_cache[key] = mask
+        return self._mask_cache[key]
+
+    def run_blocks(self, modality: str, hidden: torch.Tensor, start: int, end: int | None = None) -> torch.Tensor:
+        """Run frozen blocks ``start..end-1`` on a (possibly token-augmented) sequence."""
+        blocks = self.blocks(modality)
+        end = len(blocks) if end is None else end
+        transformer = self.model.visual.transformer if modality == "vision" else self._text.transformer
+        mask = None
+        if modality == "text":
+            mask = self.causal_mask(hidden.shape[1], hidden.device, hidden.dtype)
+        if not transformer.batch_first:
+            hidden = hidden.transpose(0, 1)
+        for block in blocks[start:end]:
+            if self.use_checkpointing and torch.is_grad_enabled():
+                hidden = checkpoint(block, hidden, None, None, mask, use_reentrant=False)
+            else:
+                hidden = block(hidden, attn_mask=mask)
+        if not transformer.batch_first:
+            hidden = hidden.transpose(0, 1)
+        return hidden
+
+    def base(self, modality: str, x: torch.Tensor, split: int) -> EncodedTokens:
+        """B_m: embeddings and the lower ``split`` blocks. Frozen and parameter-free, so cache it."""
+        state = self.embed(modality, x)
+        return EncodedTokens(self.run_blocks(modality, state.hidden, 0, split), state.readout)
+
+    @staticmethod
+    def prepend(hidden: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
+        """Prepend thought tokens ``[N, k, d]`` to a sequence ``[N, L, d]`` (Eq. 3 order: z1..zk, S)."""
+        if tokens is None or tokens.shape[1] == 0:
+            return hidden
+        return torch.cat([tokens.to(hidden.dtype), hidden], dim=1)
+
+    @staticmethod
+    def readout(hidden: torch.Tensor, index: torch.Tensor, shift: int = 0) -> torch.Tensor:
+        """Pooled state at the original CLS/EOS position, moved right by ``shift`` prepended tokens."""
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return hidden[rows, index + shift]
+
+    def project(self, modality: str, pooled: torch.Tensor) -> torch.Tensor:
+        """CLIP's final LayerNorm and frozen projection into the shared space (not normalised)."""
+        if modality == "vision":
+            out = self.model.visual.ln_post(pooled)
+            proj = self.model.visual.proj
+            return out @ proj if proj is not None else out
+        out = self._text.ln_final(pooled)
+        proj = self._text.text_projection
+        if proj is None:
+            return out
+        return proj(out) if isinstance(proj, nn.Linear) else out @ proj
+
+    def refine(
+        self, modality: str, state: EncodedTokens, tokens: torch.Tensor | None, split: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """R_m on the cached base output with thought tokens prepended: (pooled hidden h, projected embedding)."""
+        shift = 0 if tokens is None else tokens.shape[1]
+        hidden = self.run_blocks(modality, self.prepend(state.hidden, tokens), split)
+        pooled = self.readout(hidden, state.readout, shift)
+        return pooled, self.project(modality, pooled)
+
+    # ------------------------------------------------------------------ reference paths
+    @torch.no_grad()
+    def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Zero-shot embedding through the split path (K=0); equals open_clip's encode_image/encode_text."""
+        state = self.base(modality, x, 0)
+        return self.refine(modality, state, None, 0)[1]
+
+
+def create_backbone(
+    model: str = "ViT-B-16",
+    pretrained: str | None = None,
+    *,
+    sha256: str | None = None,
+    device: str | torch.device = "cpu",
+) -> FrozenCLIP:
+    """Build a frozen backbone from an open_clip name (or a perlkit config) and a tag, local file or nothing."""
+    clip = _load_open_clip(model, pretrained, sha256)
+    return FrozenCLIP(clip, model_name=model, pretrained=pretrained).to(device)
+
+
+def model_config(model: str) -> dict:
+    """The open_clip model config of a name, for provenance records."""
+    config = open_clip.get_model_config(model)
+    if config is None:
+        raise BackboneError(f"no model config for {model!r}")
+    return json.loads(json.dumps(config))
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """L2-normalise embeddings along the last axis, as CLIP does before its cosine logits."""
+    return F.normalize(x, dim=-1)

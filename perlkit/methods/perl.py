@@ -1,0 +1,217 @@
+"""PERL: Parameter Efficient Reasoning in CLIP Latent Space (Carnemolla et al., arXiv 2605.18464).
+
+Each encoder of a frozen CLIP is split at depth J. The lower J blocks run once (B_m). A per-encoder thought
+projector phi_m = LN -> Linear(d, r) -> GELU -> Linear(r, d) turns the pooled CLS/EOS state h(k-1) into a token
+z(k); all tokens so far are prepended to the cached base output and the upper blocks R_m are re-run (Eq. 2-3).
+After K steps the final pooled states go through CLIP's frozen projections; logits use CLIP's frozen scale; the loss
+is CE + lambda * (1 - cos(v0, vK)) on the image embedding (Eq. 4).
+
+Choices the paper leaves open ([NS]/[INF] in the reference), made here and recorded in the book:
+
+* phi's input is the raw last-block residual state at CLS/EOS (before ln_post/ln_final); phi starts with its own LN.
+* Thought tokens are prepended (Eq. 3 order z1..zk, S), get no positional embedding, and the text causal mask is
+  rebuilt for the longer sequence, so EOS (after them) attends to every thought token.
+* Default PyTorch initialisation for phi (no zero-init), full back-propagation through the recurrence
+  (``detach_steps=False``), no gating or residual scale.
+* Multi-depth variants (PERL-Deep / -Layer / -LayerStep of Table 4): at step k one token per listed depth is made
+  from the same h(k-1); the tokens of depth d are prepended when the sequence reaches block d, so the sequence
+  grows by k tokens at each depth. The base runs up to the first depth. Layer-specific = one projector per depth,
+  step-specific = one per step. This gives n x (5 d_v + 5 d_t + 2) parameters with n = depths x steps (Table 4
+  prints one projector more than that for every variant; the book shows the difference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from perlkit.backbone import EncodedTokens, FrozenCLIP, normalize
+from perlkit.methods.base import Classifier, ClassSet, Method, TrainOutput
+from perlkit.methods.registry import register_method
+
+#: the loop configurations of the paper's Table 4, as option overrides
+PERL_VARIANTS: dict[str, dict] = {
+    "early": {"split": 0},
+    "deep": {"split": [3, 7, 11]},
+    "shared": {},
+    "step": {"step_specific": True},
+    "layer": {"split": [7, 9, 11], "layer_specific": True},
+    "layerstep": {"split": [7, 9, 11], "layer_specific": True, "step_specific": True},
+}
+
+
+@dataclass
+class PERLConfig:
+    """PERL's options; defaults are the paper's (App. A)."""
+
+    steps: int = 4  # K refinement steps
+    split: int | list[int] = 7  # J, or several depths for multi-depth variants
+    rank: int = 1  # r, bottleneck of the thought projector
+    modalities: str = "both"  # "vision" | "text" | "both"
+    step_specific: bool = False
+    layer_specific: bool = False
+    anchor_weight: float = 1.0  # lambda
+    detach_steps: bool = False
+    text_chunk_size: int = 0  # >0: refine classes in chunks with activation checkpointing (memory for 1000 classes)
+    depths: list[int] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.depths = sorted({self.split} if isinstance(self.split, int) else set(self.split))
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+        if self.rank < 1:
+            raise ValueError(f"rank must be >= 1, got {self.rank}")
+        if self.modalities not in ("vision", "text", "both"):
+            raise ValueError(f"modalities must be 'vision', 'text' or 'both', got {self.modalities!r}")
+
+
+class ThoughtProjector(nn.Sequential):
+    """phi_m(h) = W2 GELU(W1 LN(h)) with biases (Eq. 1): 5d + 1 parameters at r = 1."""
+
+    def __init__(self, width: int, rank: int = 1) -> None:
+        super().__init__(nn.LayerNorm(width), nn.Linear(width, rank), nn.GELU(), nn.Linear(rank, width))
+
+
+@register_method("perl")
+class PERL(Method):
+    """PERL with its ablation options (steps K, split J, rank r, modality, Table 4 loop variants)."""
+
+    Config = PERLConfig
+
+    def __init__(self, backbone: FrozenCLIP, **options) -> None:
+        super().__init__(backbone, **options)
+        cfg = self.config
+        if cfg.depths[-1] >= backbone.num_layers or cfg.depths[0] < 0:
+            raise ValueError(f"split depths {cfg.depths} must lie in 0..{backbone.num_layers - 1}")
+        self.active = ("vision", "text") if cfg.modalities == "both" else (cfg.modalities,)
+        n_depth = len(cfg.depths) if cfg.layer_specific else 1
+        n_step = max(cfg.steps, 1) if cfg.step_specific else 1
+        self.projectors = nn.ModuleDict(
+            {
+                m: nn.ModuleList(ThoughtProjector(backbone.width(m), cfg.rank) for _ in range(n_depth * n_step))
+                for m in self.active
+            }
+        )
+
+    # ----------------------------------------------------------------- the recurrence
+    def projector(self, modality: str, depth_index: int, step: int) -> ThoughtProjector:
+        """phi for a depth and a step, shared unless the variant is layer- or step-specific."""
+        cfg = self.config
+        d = depth_index if cfg.layer_specific else 0
+        s = step if cfg.step_specific else 0
+        n_step = max(cfg.steps, 1) if cfg.step_specific else 1
+        return self.projectors[modality][d * n_step + s]
+
+    def _run_with_tokens(self, modality: str, state: EncodedTokens, tokens: Sequence[list[torch.Tensor]]):
+        """One pass of R_m with the tokens of each depth prepended when the sequence reaches that depth."""
+        depths = self.config.depths
+        hidden, shift = state.hidden, 0
+        for i, depth in enumerate(depths):
+            if tokens[i]:
+                stacked = torch.stack(tokens[i], dim=1)
+                hidden = FrozenCLIP.prepend(hidden, stacked)
+                shift += stacked.shape[1]
+            end = depths[i + 1] if i + 1 < len(depths) else None
+            hidden = self.backbone.run_blocks(modality, hidden, depth, end)
+        return FrozenCLIP.readout(hidden, state.readout, shift)
+
+    def reason(
+        self, modality: str, state: EncodedTokens, h0: torch.Tensor, steps: int | None = None
+    ) -> list[torch.Tensor]:
+        """Pooled states h(0..K) of one encoder (Eq. 2-3); only the last one feeds the logits."""
+        steps = self.config.steps if steps is None else steps
+        tokens: list[list[torch.Tensor]] = [[] for _ in self.config.depths]
+        states = [h0]
+        h = h0
+        for k in range(steps):
+            source = h.detach() if self.config.detach_steps else h
+            for i in range(len(self.config.depths)):
+                tokens[i].append(self.projector(modality, i, k)(source))
+            h = self._run_with_tokens(modality, state, tokens)
+            states.append(h)
+        return states
+
+    # ----------------------------------------------------------------- frozen pieces, cached
+    def _zeroshot_state(self, modality: str, x: torch.Tensor) -> tuple[EncodedTokens, torch.Tensor]:
+        """Base output and the zero-shot pooled state h(0); both frozen, so no graph is kept."""
+        split = self.config.depths[0]
+        with torch.no_grad():
+            state = self.backbone.base(modality, x, split)
+            h0 = self.backbone.refine(modality, state, None, split)[0]
+        return state, h0
+
+    def _text_zeroshot_state(self, classes: ClassSet) -> tuple[EncodedTokens, torch.Tensor]:
+        key = ("perl_text_state", id(self.backbone), self.config.depths[0])
+        if key not in classes.cache:
+            classes.cache[key] = self._zeroshot_state("text", classes.token_ids)
+        return classes.cache[key]
+
+    def _text_embeddings(self, classes: ClassSet, all_steps: bool = False) -> list[torch.Tensor]:
+        """Projected class embeddings after each step (only the last unless ``all_steps``)."""
+        state, h0 = self._text_zeroshot_state(classes)
+        if "text" not in self.active:
+            return [self.backbone.project("text", h0)]
+        chunk = self.config.text_chunk_size
+        if chunk <= 0 or len(classes) <= chunk or not torch.is_grad_enabled():
+            states = self.reason("text", state, h0)
+            return [self.backbone.project("text", h) for h in (states if all_steps else states[-1:])]
+        pieces = []
+        for start in range(0, len(classes), chunk):
+            part = slice(start, start + chunk)
+            sub = EncodedTokens(state.hidden[part], state.readout[part])
+            pieces.append(checkpoint(self._refine_text_chunk, sub.hidden, sub.readout, h0[part], use_reentrant=False))
+        return [torch.cat(pieces)]
+
+    def _refine_text_chunk(self, hidden: torch.Tensor, readout: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        return self.backbone.project("text", self.reason("text", EncodedTokens(hidden, readout), h0)[-1])
+
+    def _image_embeddings(self, images: torch.Tensor, all_steps: bool = False) -> list[torch.Tensor]:
+        """v(0) and the refined image embeddings (v(K), or every step with ``all_steps``)."""
+        state, h0 = self._zeroshot_state("vision", images)
+        v0 = self.backbone.project("vision", h0)
+        if "vision" not in self.active:
+            return [v0, v0]
+        states = self.reason("vision", state, h0)
+        refined = [self.backbone.project("vision", h) for h in (states[1:] if all_steps else states[-1:])]
+        return [v0, *refined] if refined else [v0, v0]
+
+    # ----------------------------------------------------------------- calling convention
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, classes: ClassSet) -> TrainOutput:
+        """CE on the final step's logits plus lambda * (1 - mean cos(v0, vK)) on the image side (Eq. 4)."""
+        embeddings = self._image_embeddings(images)
+        v0, v_final = embeddings[0], embeddings[-1]
+        text = self._text_embeddings(classes)[-1]
+        logits = self.cosine_logits(v_final, text)
+        ce = F.cross_entropy(logits, labels)
+        anchor = 1.0 - F.cosine_similarity(v0, v_final, dim=-1).mean()
+        loss = ce + self.config.anchor_weight * anchor
+        return TrainOutput(loss, logits.detach(), {"ce": ce.item(), "anchor": anchor.item()})
+
+    @torch.no_grad()
+    def classifier(self, classes: ClassSet, target: str = "base") -> Classifier:
+        """Refined class embeddings T(K), computed once per class set (text refinement ignores the image)."""
+        return Classifier(normalize(self._text_embeddings(classes)[-1]), target)
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor, classifier: Classifier) -> torch.Tensor:
+        """tau * cos(vK, T(K))."""
+        return self.cosine_logits(self._image_embeddings(images)[-1], classifier.text)
+
+    @torch.no_grad()
+    def step_classifiers(self, classes: ClassSet) -> list[torch.Tensor]:
+        """Normalised class embeddings after each step 0..K, for the reasoning-dynamics chapter."""
+        return [normalize(t) for t in self._text_embeddings(classes, all_steps=True)]
+
+    @torch.no_grad()
+    def step_logits(self, images: torch.Tensor, step_texts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Logits after each step 0..K (step 0 is zero-shot CLIP), pairing image and text of the same step."""
+        images_per_step = self._image_embeddings(images, all_steps=True)
+        if "vision" not in self.active:
+            images_per_step = [images_per_step[0]] * (self.config.steps + 1)
+        texts = step_texts if len(step_texts) > 1 else step_texts * (self.config.steps + 1)
+        return [self.cosine_logits(v, t) for v, t in zip(images_per_step, texts, strict=True)]

@@ -1,0 +1,43 @@
+"""A registry of adaptation methods, timm style: one file a method, one decorator, one factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from perlkit.backbone import FrozenCLIP
+    from perlkit.methods.base import Method
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator that makes a method buildable by name."""
+
+    def wrap(cls: type[Method]) -> type[Method]:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def list_methods() -> list[str]:
+    """Names of every registered method."""
+    return sorted(_REGISTRY)
+
+
+def get_method_class(name: str) -> type[Method]:
+    """The class behind a name, with the list of names when it is unknown."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(list_methods())}") from None
+
+
+def build_method(name: str, backbone: FrozenCLIP, **config: Any) -> Method:
+    """Build a registered method on a frozen backbone; unknown options raise with the valid ones listed."""
+    return get_method_class(name)(backbone, **config)

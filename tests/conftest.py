@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny 12-block CLIP (random weights) so that J=7, K=4 mean what they mean in the paper."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from perlkit.backbone import FrozenCLIP, create_backbone
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone() -> FrozenCLIP:
+    """A 12-layer, 32-wide CLIP with random weights (open_clip config shipped in perlkit/configs)."""
+    torch.manual_seed(0)
+    return create_backbone("tiny-clip", None)
+
+
+@pytest.fixture(scope="session")
+def vitb16_backbone() -> FrozenCLIP:
+    """OpenAI's ViT-B/16 architecture with random weights (no download)."""
+    torch.manual_seed(0)
+    return create_backbone("ViT-B-16", None)
+
+
+@pytest.fixture()
+def tiny_batch(tiny_backbone: FrozenCLIP) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Four random 32x32 images, their labels, and three class prompts."""
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(4, 3, 32, 32, generator=gen)
+    labels = torch.tensor([0, 1, 2, 1])
+    prompts = ["a photo of a red circle.", "a photo of a blue square.", "a photo of a green star."]
+    return images, labels, prompts

@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from test_data_world import (
     AIRCRAFT_VARIANTS,
     IMNET_NAMES,
@@ -453,3 +454,26 @@ def test_classname_cleanup_like_coop() -> None:
     assert clean_classname("Annual Crop Land", "eurosat") == "Annual Crop Land"
     assert clean_classname("Faces", "dtd") == "Faces"  # renames are per dataset
     assert clean_classname("great_white_shark") == "great white shark"
+
+
+def test_listing_any_image_extension_ignores_other_files(tmp_path: Path) -> None:
+    root = fresh(tmp_path, "imagenet_sketch")
+    cls = root / "imagenet-sketch" / "images" / WNIDS[0]
+    Image.new("RGB", (8, 8)).save(cls / "extra.JPEG", format="JPEG")
+    (cls / ".DS_Store").write_bytes(b"\0")
+    (cls / "notes.txt").write_text("not an image")
+    table = json.loads((root / "perlkit_expected.json").read_text())
+    table["imagenet_sketch"]["test"] += 1
+    (root / "perlkit_expected.json").write_text(json.dumps(table))
+    ds = load_dataset("imagenet_sketch", root)
+    names = sorted(Path(d.impath).name for d in ds.test if d.label == 0)
+    assert names == ["extra.JPEG", "sketch_0.png", "sketch_1.png"]
+
+
+def test_cache_write_failure_only_warns(tmp_path: Path) -> None:
+    root = fresh(tmp_path, "dtd")
+    ds = load_dataset("dtd", root)
+    (root / "dtd" / "split_fewshot").write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="could not write few-shot cache"):
+        few = sample_fewshot(ds, shots=1, seed=1)
+    assert few == sample_fewshot(ds, shots=1, seed=1, cache=False)

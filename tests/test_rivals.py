@@ -11,9 +11,9 @@ from perlkit.backbone import FrozenCLIP
 from perlkit.engine import TrainConfig, recipe
 from perlkit.methods import Method, build_method, get_method_class
 
-RIVALS = ["mma"]
+RIVALS = ["mma", "mmrl"]
 #: small-but-faithful options for the 32-wide tiny backbone (the structure is the published one)
-TINY_OPTIONS: dict[str, dict] = {"mma": {}}
+TINY_OPTIONS: dict[str, dict] = {"mma": {}, "mmrl": {"rep_dim": 64}}
 DATASETS = [
     "imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
     "sun397", "dtd", "eurosat", "ucf101", "imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r",
@@ -142,3 +142,49 @@ def test_mma_adapters_start_near_zero_shot(tiny_backbone: FrozenCLIP, tiny_batch
     assert not torch.equal(logits, zs_logits)
     assert torch.allclose(logits, zs_logits, atol=0.05)
     assert recipe(mma, "default").optimizer == "sgd" and mma.dataset_recipe("imagenet") == {"batch_size": 128}
+
+
+# ------------------------------------------------------------------------------------------------ MMRL / MMRL++
+@pytest.mark.parametrize("name", [n for n in RIVALS if n.startswith("mmrl")])
+def test_mmrl_decoupled_inference(tiny_backbone: FrozenCLIP, tiny_batch, name: str) -> None:
+    images, _, prompts = tiny_batch
+    method = _build(name, tiny_backbone)
+    classes = method.class_set(prompts)
+    f_c, f_r, _ = method._image_features(images)
+    text = method.classifier(classes, "base").text
+    class_only = method._logits(f_c, text)
+    fused = method.logits(images, method.classifier(classes, "base"))
+    alpha = method.config.alpha
+    assert torch.allclose(fused, alpha * class_only + (1 - alpha) * method._logits(f_r, text), atol=1e-5)
+    for target in ("novel", "transfer"):
+        decoupled = method.logits(images, method.classifier(classes, target))
+        assert torch.allclose(decoupled, class_only, atol=1e-5)
+        assert not torch.allclose(decoupled, fused, atol=1e-3)
+    with pytest.raises(ValueError, match="target"):
+        method.classifier(classes, "unknown")
+
+
+@pytest.mark.parametrize("name", [n for n in RIVALS if n.startswith("mmrl")])
+def test_mmrl_token_layout_and_loss(tiny_backbone: FrozenCLIP, tiny_batch, name: str) -> None:
+    images, labels, prompts = tiny_batch
+    method = _build(name, tiny_backbone, reg_weight=0.5)
+    assert method.n_layers == 7 and all(len(method.aligners[m]) == 7 for m in ("vision", "text"))
+    out = method(images, labels, method.class_set(prompts))
+    t = out.terms
+    expected = 0.7 * t["ce"] + 0.3 * t["ce_rep"] + 0.5 * (t["align_image"] + t["align_text"])
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
+    # the alignment target is frozen CLIP of the same images; the adapted class feature differs from it
+    f_c, _, f_clip = method._image_features(images, frozen=True)
+    assert torch.allclose(f_clip, tiny_backbone.encode("vision", images), atol=1e-5)
+    assert not torch.allclose(f_c, f_clip, atol=1e-4)
+
+
+def test_mmrl_published_settings() -> None:
+    cls = get_method_class("mmrl")
+    assert cls.dataset_options("stanford_cars") == {"reg_weight": 7.0}
+    assert cls.dataset_options("eurosat") == {"reg_weight": 0.01, "rep_dim": 2048}
+    assert cls.dataset_options("imagenet", task="cross") == {"reg_weight": 0.2, "rep_dim": 512}
+    assert cls.dataset_options("imagenet_sketch") == cls.dataset_options("imagenet")
+    cfg = recipe(cls, "default")
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.optimizer, cfg.scheduler) == (10, 1e-3, 4, "adamw", "cosine")
+    assert cls.dataset_recipe("imagenet") == {"epochs": 5, "batch_size": 32}

@@ -1,0 +1,307 @@
+"""The CoOp evaluation protocols: base-to-novel, cross-dataset transfer and domain generalisation.
+
+One function runs one (method, dataset, seed) cell and caches it; sweeps call it in a loop with a progress bar,
+so a killed sweep resumes at the first missing cell. Cross-dataset transfer and domain generalisation share one
+ImageNet-trained model per (method, seed), exactly as in the paper, so they come from one run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from perlkit.data import (
+    B2N_DATASETS,
+    DG_TARGETS,
+    XD_TARGETS,
+    DatasetSplits,
+    build_transform,
+    format_prompts,
+    get_template,
+    load_dataset,
+    make_loader,
+    sample_fewshot,
+    subsample_classes,
+)
+from perlkit.engine import EvalResult, TrainConfig, evaluate, recipe, save_checkpoint, seed_everything, train
+from perlkit.experiments.store import RESULT_SCHEMA, ResultStore, RunSpec, provenance
+from perlkit.methods import ClassSet, Method, build_method, get_method_class
+from perlkit.profiles import Profile, get_profile
+
+
+def harmonic_mean(base: float, novel: float) -> float:
+    """HM = 2BN / (B + N), the headline base-to-novel number."""
+    return 0.0 if base + novel == 0 else 2.0 * base * novel / (base + novel)
+
+
+class Session:
+    """A profile with its backbone and data root, built once and shared by every run of a sweep."""
+
+    def __init__(self, profile: Profile | str = "mini", progress: bool = True, store: ResultStore | None = None):
+        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.progress = progress
+        self.store = store or ResultStore(self.profile.name)
+        self._backbone = None
+        self._root = None
+        self._datasets: dict[str, DatasetSplits] = {}
+
+    @property
+    def backbone(self):
+        """The frozen CLIP, loaded on first use."""
+        if self._backbone is None:
+            self._backbone = self.profile.backbone()
+        return self._backbone
+
+    @property
+    def data_root(self):
+        """The data root, resolved (and for mini, built) on first use."""
+        if self._root is None:
+            self._root = self.profile.resolve_data_root()
+        return self._root
+
+    def dataset(self, name: str) -> DatasetSplits:
+        """A dataset's full splits, read once per session."""
+        if name not in self._datasets:
+            self._datasets[name] = load_dataset(name, self.data_root)
+        return self._datasets[name]
+
+    # ------------------------------------------------------------------ building blocks
+    def build(self, spec: RunSpec) -> Method:
+        """The method of a run, with the per-dataset options of its own recipe when protocol is 'default'."""
+        options = dict(spec.options)
+        if spec.protocol == "default":
+            per_dataset = getattr(get_method_class(spec.method), "dataset_options", None)
+            if per_dataset is not None:
+                options = {**per_dataset(spec.dataset), **options}
+        seed_everything(spec.seed)
+        return build_method(spec.method, self.backbone, **options)
+
+    def train_config(self, method: Method, spec: RunSpec) -> TrainConfig:
+        """The run's recipe: the method's own settings, the chosen protocol, then explicit overrides."""
+        return recipe(method, spec.protocol, seed=spec.seed, **spec.train_overrides)
+
+    def classes(self, method: Method, splits: DatasetSplits, template: str) -> ClassSet:
+        """Prompts of a split's classes, formatted with the dataset's template."""
+        return method.class_set(format_prompts(splits.classnames, get_template(splits.name, template)))
+
+    def fit(self, method: Method, splits: DatasetSplits, spec: RunSpec) -> dict[str, Any]:
+        """Train on a few-shot split with the one training loop."""
+        cfg = self.train_config(method, spec)
+        size = self.backbone.image_size
+        transform = build_transform(size, train=True)
+        classes = self.classes(method, splits, spec.template)
+
+        def batches(epoch: int):
+            return make_loader(
+                splits.train, transform, cfg.batch_size, shuffle=True,
+                num_workers=self.profile.num_workers, seed=cfg.seed * 1000 + epoch,
+            )
+
+        history = train(method, batches, classes, cfg, progress=self.progress, desc=f"{spec.method}:{splits.name}")
+        return {"config": cfg.to_dict(), **history.to_dict()}
+
+    def score(self, method: Method, splits: DatasetSplits, target: str, template: str, desc: str) -> EvalResult:
+        """Top-1 accuracy on a split's test set, as one closed-set problem."""
+        loader = make_loader(
+            splits.test, build_transform(self.backbone.image_size, train=False), self.profile.eval_batch_size,
+            shuffle=False, num_workers=self.profile.num_workers,
+        )
+        return evaluate(method, loader, self.classes(method, splits, template), target, progress=self.progress,
+                        desc=desc)
+
+    def _record(self, spec: RunSpec, method: Method, metrics: dict, counts: dict, train_log: dict, start: float):
+        payload = {
+            "schema": RESULT_SCHEMA,
+            "spec": spec.to_dict(),
+            "metrics": metrics,
+            "counts": counts,
+            "trainable_params": method.num_trainable(),
+            "train": train_log,
+            "seconds": time.perf_counter() - start,
+            "provenance": provenance(self.profile.to_dict(), self.backbone.device),
+        }
+        self.store.put(spec, payload)
+        if method.num_trainable():
+            save_checkpoint(method, self.store.checkpoint_path(spec), extra={"spec": spec.to_dict()})
+        return payload
+
+    # ------------------------------------------------------------------ protocols
+    def base_to_novel(self, spec: RunSpec, recompute: bool = False) -> dict[str, Any]:
+        """Train on base classes (16 shots), test base among base and novel among novel classes."""
+        if spec.kind != "b2n":
+            raise ValueError(f"expected a 'b2n' spec, got {spec.kind!r}")
+        if not recompute and (hit := self.store.get(spec)) is not None:
+            return hit
+        start = time.perf_counter()
+        few = sample_fewshot(self.dataset(spec.dataset), spec.shots, spec.seed)
+        base, novel = subsample_classes(few, "base"), subsample_classes(few, "novel")
+        method = self.build(spec)
+        train_log = self.fit(method, base, spec)
+        b = self.score(method, base, "base", spec.template, f"{spec.dataset} base")
+        n = self.score(method, novel, "novel", spec.template, f"{spec.dataset} novel")
+        metrics = {"base": b.accuracy, "novel": n.accuracy, "hm": harmonic_mean(b.accuracy, n.accuracy)}
+        counts = {"train_images": len(base.train), "base_classes": len(base.classnames),
+                  "novel_classes": len(novel.classnames), "base_test": b.total, "novel_test": n.total,
+                  "eval_seconds": b.seconds + n.seconds}
+        return self._record(spec, method, metrics, counts, train_log, start)
+
+    def imagenet_transfer(self, spec: RunSpec, recompute: bool = False) -> dict[str, Any]:
+        """Train on all ImageNet classes (16 shots); test ImageNet, the 10 targets (XD) and the 4 variants (DG)."""
+        if spec.kind != "imagenet_transfer" or spec.dataset != "imagenet":
+            raise ValueError("imagenet_transfer runs need kind='imagenet_transfer' and dataset='imagenet'")
+        if not recompute and (hit := self.store.get(spec)) is not None:
+            return hit
+        start = time.perf_counter()
+        source = sample_fewshot(self.dataset("imagenet"), spec.shots, spec.seed)
+        method = self.build(spec)
+        train_log = self.fit(method, source, spec)
+        metrics, counts = {}, {"train_images": len(source.train)}
+        for name in ("imagenet", *XD_TARGETS, *DG_TARGETS):
+            target = "base" if name == "imagenet" else "transfer"
+            # ImageNet-A/-R keep their 200-class subset; the classifier is built over the classes they contain
+            result = self.score(method, self.dataset(name), target, spec.template, name)
+            metrics[name] = result.accuracy
+            counts[f"{name}_test"] = result.total
+        metrics["xd_average"] = sum(metrics[n] for n in XD_TARGETS) / len(XD_TARGETS)
+        metrics["dg_average"] = sum(metrics[n] for n in DG_TARGETS) / len(DG_TARGETS)
+        return self._record(spec, method, metrics, counts, train_log, start)
+
+    def run(self, spec: RunSpec, recompute: bool = False) -> dict[str, Any]:
+        """Dispatch a spec to its protocol."""
+        if spec.kind == "b2n":
+            return self.base_to_novel(spec, recompute)
+        if spec.kind == "imagenet_transfer":
+            return self.imagenet_transfer(spec, recompute)
+        raise ValueError(f"unknown run kind {spec.kind!r}")
+
+    def sweep(self, specs: Sequence[RunSpec], desc: str = "runs", recompute: bool = False) -> list[dict[str, Any]]:
+        """Run many specs, reusing cached ones; a killed sweep resumes at the first missing run."""
+        results = []
+        bar = tqdm(specs, desc=desc, disable=not self.progress)
+        for spec in bar:
+            bar.set_postfix_str(f"{spec.method} {spec.dataset} s{spec.seed}")
+            results.append(self.run(spec, recompute))
+        return results
+
+
+# ---------------------------------------------------------------------- spec builders and tables
+def b2n_specs(
+    methods: Iterable[str],
+    datasets: Iterable[str] = B2N_DATASETS,
+    seeds: Iterable[int] = (1,),
+    profile: str = "mini",
+    options: dict[str, dict[str, Any]] | None = None,
+    **common: Any,
+) -> list[RunSpec]:
+    """Specs for a base-to-novel grid (methods x datasets x seeds); ``options`` maps method -> constructor options."""
+    options = options or {}
+    return [
+        RunSpec("b2n", m, d, seed=s, options=options.get(m, {}), profile=profile, **common)
+        for m in methods for s in seeds for d in datasets
+    ]
+
+
+def transfer_specs(
+    methods: Iterable[str], seeds: Iterable[int] = (1,), profile: str = "mini",
+    options: dict[str, dict[str, Any]] | None = None, **common: Any,
+) -> list[RunSpec]:
+    """Specs for ImageNet-trained models (one per method and seed), shared by cross-dataset and DG tables."""
+    options = options or {}
+    return [
+        RunSpec("imagenet_transfer", m, "imagenet", seed=s, options=options.get(m, {}), profile=profile, **common)
+        for m in methods for s in seeds
+    ]
+
+
+def b2n_table(results: Iterable[dict[str, Any]], label_key: str = "method") -> pd.DataFrame:
+    """Tidy base/novel/HM rows (one per run) from result payloads."""
+    rows = []
+    for r in results:
+        spec = r["spec"]
+        label = spec[label_key] if label_key in spec else r.get(label_key)
+        rows.append({"method": label, "dataset": spec["dataset"], "seed": spec["seed"], **r["metrics"],
+                     "params": r["trainable_params"], "train_seconds": r["train"].get("seconds", 0.0)})
+    return pd.DataFrame(rows)
+
+
+def b2n_summary(table: pd.DataFrame, by: str = "method") -> pd.DataFrame:
+    """Per-dataset means over seeds, then the paper's average row (mean of per-dataset HMs, not HM of means)."""
+    per_dataset = table.groupby([by, "dataset"], sort=False)[["base", "novel", "hm"]].mean().reset_index()
+    average = per_dataset.groupby(by, sort=False)[["base", "novel", "hm"]].mean().reset_index()
+    average["dataset"] = "average"
+    return pd.concat([per_dataset, average], ignore_index=True)
+
+
+def transfer_table(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Tidy accuracy rows (method, seed, dataset, accuracy) from ImageNet-transfer payloads."""
+    rows = []
+    for r in results:
+        for name, acc in r["metrics"].items():
+            rows.append({"method": r["spec"]["method"], "seed": r["spec"]["seed"], "dataset": name, "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- reasoning dynamics
+@torch.no_grad()
+def step_metrics(logits_per_step: list[torch.Tensor], labels: torch.Tensor) -> list[dict[str, float]]:
+    """Accuracy, target confidence, Brier score and KL(p_k || p_0) per reasoning step (paper Figs. 4-6)."""
+    p0 = logits_per_step[0].softmax(-1)
+    onehot = torch.nn.functional.one_hot(labels, p0.shape[-1]).float()
+    out = []
+    for k, logits in enumerate(logits_per_step):
+        p = logits.softmax(-1)
+        kl = (p * (p.clamp_min(1e-12).log() - p0.clamp_min(1e-12).log())).sum(-1)
+        out.append({
+            "step": k,
+            "accuracy": 100.0 * float((p.argmax(-1) == labels).float().mean()),
+            "confidence": 100.0 * float(p.gather(1, labels[:, None]).mean()),
+            "brier": float(((p - onehot) ** 2).sum(-1).mean()),
+            "kl_from_step0": float(kl.mean()),
+        })
+    return out
+
+
+def reasoning_dynamics(session: Session, spec: RunSpec) -> pd.DataFrame:
+    """Per-step metrics of a trained PERL on base and novel test sets (trains it if no checkpoint is cached)."""
+    from perlkit.engine import load_checkpoint
+
+    if spec.method != "perl":
+        raise ValueError("reasoning dynamics are defined for PERL only")
+    ckpt = session.store.checkpoint_path(spec)
+    if not ckpt.is_file():
+        session.base_to_novel(spec, recompute=True)
+    method = session.build(spec)
+    load_checkpoint(method, ckpt)
+    method.eval()
+    few = sample_fewshot(session.dataset(spec.dataset), spec.shots, spec.seed)
+    rows = []
+    for subset in ("base", "novel"):
+        splits = subsample_classes(few, subset)
+        texts = method.step_classifiers(session.classes(method, splits, spec.template))
+        loader = make_loader(splits.test, build_transform(session.backbone.image_size, train=False),
+                             session.profile.eval_batch_size, shuffle=False)
+        all_logits: list[list[torch.Tensor]] = []
+        labels = []
+        for images, y in loader:
+            all_logits.append([t.cpu() for t in method.step_logits(images.to(method.backbone.device), texts)])
+            labels.append(y)
+        per_step = [torch.cat([batch[k] for batch in all_logits]) for k in range(len(all_logits[0]))]
+        for row in step_metrics(per_step, torch.cat(labels)):
+            rows.append({"dataset": spec.dataset, "subset": subset, **row})
+    return pd.DataFrame(rows)
+
+
+def confidence_interval(values: Sequence[float]) -> float:
+    """Half-width of a normal 95% interval over seeds (0 for a single seed)."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return 1.96 * sd / math.sqrt(n)

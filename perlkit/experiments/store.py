@@ -1,0 +1,125 @@
+"""Result cache: one JSON file per run, keyed by a hash of everything that determines the run.
+
+Two layers are searched: the committed, read-only ``data/results/<profile>/`` (a full sweep run once with
+``make results``) and the writable user cache ``$PERLKIT_CACHE/results/<profile>/`` (default
+``~/.cache/perlkit``). Writes are atomic, so a killed sweep resumes at the first missing run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+
+import perlkit
+from perlkit.engine import atomic_write_json, git_commit
+
+RESULT_SCHEMA = "perlkit-result-v1"
+PACKAGE_ROOT = Path(perlkit.__file__).resolve().parent
+SHIPPED_RESULTS = PACKAGE_ROOT.parent / "data" / "results"
+
+
+def cache_root() -> Path:
+    """Where perlkit writes caches: ``$PERLKIT_CACHE`` or ``~/.cache/perlkit``."""
+    return Path(os.environ.get("PERLKIT_CACHE") or Path.home() / ".cache" / "perlkit")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one training + evaluation run; its hash is the cache key."""
+
+    kind: str  # "b2n" | "imagenet_transfer"
+    method: str
+    dataset: str
+    seed: int = 1
+    shots: int = 16
+    options: dict[str, Any] = field(default_factory=dict)  # method constructor options
+    protocol: str = "unified"  # training recipe: "unified" (1 epoch) | "default" (the method's own paper)
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    template: str = "coop"  # "coop" | "single"
+    profile: str = "mini"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, stable key order."""
+        return json.loads(json.dumps(asdict(self), sort_keys=True))
+
+    @property
+    def key(self) -> str:
+        """A short stable hash of the spec, used as the file name."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:16]
+
+    @property
+    def filename(self) -> str:
+        """Readable file name: kind, method, dataset, seed and the hash."""
+        return f"{self.kind}-{self.method}-{self.dataset}-s{self.seed}-{self.key}.json"
+
+
+def provenance(profile: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Who computed a number, where and with what: versions, commit, device, time."""
+    if device.type == "cuda":
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        device_name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return {
+        "perlkit_version": perlkit.__version__,
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "python": platform.python_version(),
+        "device": device_name,
+        "host_cpus": os.cpu_count(),
+        "profile": profile,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+class ResultStore:
+    """Looks runs up in the shipped results, then the user cache; writes only to the user cache (or ``root``)."""
+
+    def __init__(self, profile: str, root: str | os.PathLike | None = None, use_shipped: bool = True) -> None:
+        self.profile = profile
+        self.write_dir = Path(root) / profile if root else cache_root() / "results" / profile
+        self.read_dirs = [self.write_dir]
+        if use_shipped and not root:
+            self.read_dirs.append(SHIPPED_RESULTS / profile)
+
+    def path_for(self, spec: RunSpec) -> Path:
+        """Where a run's result is written."""
+        return self.write_dir / spec.filename
+
+    def checkpoint_path(self, spec: RunSpec) -> Path:
+        """Where a run's trained parameters are kept (never committed)."""
+        return cache_root() / "checkpoints" / self.profile / spec.filename.replace(".json", ".pt")
+
+    def get(self, spec: RunSpec) -> dict[str, Any] | None:
+        """The stored result of a run, or None; a corrupt file is reported and treated as missing."""
+        for folder in self.read_dirs:
+            path = folder / spec.filename
+            if path.is_file():
+                try:
+                    payload = json.loads(path.read_text())
+                except json.JSONDecodeError:
+                    import warnings
+
+                    warnings.warn(f"ignoring unreadable result file {path}; the run will be recomputed", stacklevel=2)
+                    continue
+                if payload.get("schema") == RESULT_SCHEMA and payload.get("spec") == spec.to_dict():
+                    payload["_path"] = str(path)
+                    return payload
+        return None
+
+    def put(self, spec: RunSpec, payload: dict[str, Any]) -> Path:
+        """Write a run's result atomically."""
+        payload = {k: v for k, v in payload.items() if not k.startswith("_")}
+        path = self.path_for(spec)
+        atomic_write_json(path, payload)
+        return path

@@ -1,0 +1,95 @@
+"""Profiles: the only place where `mini` and `paper` differ, and only by configuration.
+
+A profile names a backbone (open_clip model + weights), a data root, a device and evaluation sizes. Everything
+downstream (readers, methods, experiments) is the same code for both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perlkit.backbone import FrozenCLIP, create_backbone
+
+PROFILE_NAMES = ("mini", "paper")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that distinguishes a run on the mini world from a run on the real benchmarks."""
+
+    name: str
+    model: str
+    pretrained: str | None
+    sha256: str | None
+    data_root: str | None
+    device: str
+    eval_batch_size: int
+    num_workers: int
+    label: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for result provenance."""
+        return asdict(self)
+
+    def backbone(self) -> FrozenCLIP:
+        """The frozen CLIP of this profile, on its device."""
+        return create_backbone(self.model, self.pretrained, sha256=self.sha256, device=self.device)
+
+    def resolve_data_root(self) -> Path:
+        """The data root, building the mini world on first use (the paper profile needs real folders)."""
+        if self.name == "mini" and self.data_root is None:
+            from perlkit.mini import ensure_mini_world
+
+            return Path(ensure_mini_world())
+        from perlkit.data import resolve_data_root
+
+        return resolve_data_root(self.data_root)
+
+
+def default_device() -> str:
+    """CUDA when present, else CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str = "mini", **overrides: Any) -> Profile:
+    """A named profile with optional overrides (``data_root``, ``pretrained``, ``model``, ``device``, ...)."""
+    if name not in PROFILE_NAMES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    if name == "mini":
+        from perlkit.mini.weights import MINI_MODEL, expected_sha256, mini_weights_path
+
+        profile = Profile(
+            name="mini",
+            model=MINI_MODEL,
+            pretrained=str(mini_weights_path()),
+            sha256=expected_sha256(),
+            data_root=None,
+            device="cpu",
+            eval_batch_size=256,
+            num_workers=0,
+            label="mini profile: perlkit's synthetic world and mini CLIP (not comparable with the paper's numbers)",
+        )
+    else:
+        profile = Profile(
+            name="paper",
+            model="ViT-B-16",
+            pretrained="openai",
+            sha256=None,
+            data_root=os.environ.get("PERLKIT_DATA"),
+            device=default_device(),
+            eval_batch_size=128,
+            num_workers=4,
+            label="paper profile: OpenAI ViT-B/16 on the real CoOp benchmarks",
+        )
+    unknown = set(overrides) - set(Profile.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown profile field(s) {sorted(unknown)}; valid: {sorted(Profile.__dataclass_fields__)}")
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    if "pretrained" in clean and "sha256" not in clean:
+        clean["sha256"] = None  # a user-supplied file has no shipped checksum
+    return replace(profile, **clean)

@@ -1,0 +1,98 @@
+"""Protocols end to end on fabricated CoOp trees with a tiny random CLIP: caching, resume, tables, dynamics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_data_world import make_world
+
+from perlkit.data import DATASET_NAMES
+from perlkit.experiments import (
+    ResultStore,
+    RunSpec,
+    Session,
+    b2n_specs,
+    b2n_summary,
+    b2n_table,
+    harmonic_mean,
+    reasoning_dynamics,
+    run_ablation,
+    transfer_specs,
+    transfer_table,
+)
+from perlkit.profiles import Profile, get_profile
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
+    root = tmp_path_factory.mktemp("exp")
+    make_world(root / "data", DATASET_NAMES)
+    profile = Profile("mini", "tiny-clip", None, None, str(root / "data"), "cpu", 64, 0, "test profile")
+    return Session(profile, progress=False, store=ResultStore("mini", root / "results"))
+
+
+def test_b2n_runs_cache_and_summarise(session: Session) -> None:
+    specs = b2n_specs(["zeroshot", "perl"], ["oxford_pets", "eurosat"])
+    results = session.sweep(specs)
+    for spec, result in zip(specs, results, strict=True):
+        path = session.store.path_for(spec)
+        assert path.is_file() and json.loads(path.read_text())["spec"] == spec.to_dict()
+        m = result["metrics"]
+        assert m["hm"] == pytest.approx(harmonic_mean(m["base"], m["novel"]))
+        assert result["provenance"]["git_commit"] and result["provenance"]["device"]
+    # cached: a second sweep reads the same files and returns the same numbers
+    again = session.sweep(specs)
+    assert [r["metrics"] for r in again] == [r["metrics"] for r in results]
+    summary = b2n_summary(b2n_table(results))
+    avg = summary[(summary.method == "perl") & (summary.dataset == "average")].iloc[0]
+    per = summary[(summary.method == "perl") & (summary.dataset != "average")]
+    assert avg.hm == pytest.approx(per.hm.mean())  # mean of per-dataset HMs, as the paper averages
+
+
+def test_killed_sweep_resumes(session: Session) -> None:
+    specs = b2n_specs(["perl"], ["dtd", "ucf101"], options={"perl": {"steps": 1}})
+    session.run(specs[0])
+    first = session.store.path_for(specs[0]).stat().st_mtime_ns
+    session.sweep(specs)
+    assert session.store.path_for(specs[0]).stat().st_mtime_ns == first  # not recomputed
+    assert session.store.path_for(specs[1]).is_file()
+
+
+def test_corrupt_result_file_is_recomputed(session: Session) -> None:
+    spec = RunSpec("b2n", "zeroshot", "caltech101")
+    session.run(spec)
+    session.store.path_for(spec).write_text("{ truncated")
+    with pytest.warns(UserWarning, match="unreadable result file"):
+        result = session.run(spec)
+    assert "metrics" in result
+
+
+def test_transfer_covers_source_targets_and_variants(session: Session) -> None:
+    (result,) = session.sweep(transfer_specs(["perl"], options={"perl": {"steps": 1}}))
+    table = transfer_table([result])
+    assert len(table) == 1 + 10 + 4 + 2
+    assert result["counts"]["imagenet_a_test"] > 0
+
+
+def test_ablation_and_dynamics(session: Session) -> None:
+    summary = run_ablation(session, "steps", [1, 2], ["eurosat"])
+    assert set(summary.value) == {"1", "2"}
+    dyn = reasoning_dynamics(session, RunSpec("b2n", "perl", "eurosat"))
+    assert list(dyn.step.unique()) == [0, 1, 2, 3, 4]
+    assert (dyn[dyn.step == 0].kl_from_step0.abs() < 1e-6).all()
+
+
+def test_unknown_profile_and_fields() -> None:
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        get_profile("huge")
+    with pytest.raises(ValueError, match="unknown profile field"):
+        get_profile("paper", colour="red")
+    assert get_profile("paper", data_root="/x").data_root == "/x"
+
+
+def test_spec_key_is_stable_and_sensitive() -> None:
+    a, b = RunSpec("b2n", "perl", "dtd"), RunSpec("b2n", "perl", "dtd", options={"steps": 2})
+    assert a.key == RunSpec("b2n", "perl", "dtd").key and a.key != b.key
+    assert Path(a.filename).suffix == ".json"

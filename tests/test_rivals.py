@@ -11,9 +11,9 @@ from perlkit.backbone import FrozenCLIP
 from perlkit.engine import TrainConfig, recipe
 from perlkit.methods import Method, build_method, get_method_class
 
-RIVALS = ["mma", "mmrl"]
+RIVALS = ["mma", "mmrl", "mmrlpp"]
 #: small-but-faithful options for the 32-wide tiny backbone (the structure is the published one)
-TINY_OPTIONS: dict[str, dict] = {"mma": {}, "mmrl": {"rep_dim": 64}}
+TINY_OPTIONS: dict[str, dict] = {"mma": {}, "mmrl": {"rep_dim": 64}, "mmrlpp": {"rep_dim": 64, "proj_rank": 8}}
 DATASETS = [
     "imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
     "sun397", "dtd", "eurosat", "ucf101", "imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r",
@@ -51,15 +51,20 @@ def test_frozen_backbone_and_gradients(tiny_backbone: FrozenCLIP, tiny_batch, na
     method = _build(name, tiny_backbone)
     before = copy.deepcopy(tiny_backbone.state_dict())
     optimizer = torch.optim.AdamW([p for _, p in method.trainable_parameters()], lr=1e-2)
-    out = method(images, labels, method.class_set(prompts))
-    optimizer.zero_grad()
-    out.loss.backward()
+    classes = method.class_set(prompts)
     trainable = dict(method.trainable_parameters())
     assert trainable and not any(n.startswith("backbone.") for n in trainable)
-    missing = [n for n, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert not missing, f"{name}: no gradient for {missing}"
-    assert all(p.grad is None for p in tiny_backbone.parameters())
-    optimizer.step()
+    for step in range(2):
+        out = method(images, labels, classes)
+        optimizer.zero_grad()
+        out.loss.backward()
+        missing = [n for n, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
+        if step == 0:  # LoRA "A" factors see zero gradient while their "B" partner is still zero (LoRA init)
+            assert all("lora_a" in n for n in missing), f"{name}: no gradient for {missing}"
+        else:
+            assert not missing, f"{name}: no gradient for {missing}"
+        assert all(p.grad is None for p in tiny_backbone.parameters())
+        optimizer.step()
     after = tiny_backbone.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before), f"{name} changed the frozen backbone"
@@ -188,3 +193,38 @@ def test_mmrl_published_settings() -> None:
     cfg = recipe(cls, "default")
     assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.optimizer, cfg.scheduler) == (10, 1e-3, 4, "adamw", "cosine")
     assert cls.dataset_recipe("imagenet") == {"epochs": 5, "batch_size": 32}
+
+
+def test_mmrlpp_starts_at_clip_projection_and_composes(tiny_backbone: FrozenCLIP, tiny_batch) -> None:
+    images, _, _ = tiny_batch
+    pp = _build("mmrlpp", tiny_backbone)
+    assert torch.equal(pp.rep_projection(), tiny_backbone.model.visual.proj)
+    assert not tiny_backbone.model.visual.proj.requires_grad
+    vision = pp.aligners["vision"]
+    assert all(torch.equal(vision.bias[0], b) for b in vision.bias)  # all biases start equal
+    assert all(torch.equal(b, torch.zeros_like(b)) for b in vision.lora_b)
+    # with beta = 1 PRC reduces to MMRL's replacement; with beta < 1 the previous outputs leak in
+    f_full = pp._image_features(images)[0]
+    replace = _build("mmrlpp", tiny_backbone, beta=1.0)
+    replace.load_state_dict(pp.state_dict())
+    mmrl = _build("mmrl", tiny_backbone)
+    assert not torch.allclose(f_full, replace._image_features(images)[0], atol=1e-5)
+    # MMRL with MMRL++'s initial tokens and aligners (W, b_i; residuals are zero) is MMRL++ at beta = 1
+    with torch.no_grad():
+        mmrl.rep_tokens.copy_(pp.rep_tokens)
+        for m in ("vision", "text"):
+            for i, linear in enumerate(mmrl.aligners[m]):
+                linear.weight.copy_(pp.aligners[m].weight)
+                linear.bias.copy_(pp.aligners[m].bias[i])
+    assert torch.allclose(mmrl._image_features(images)[0], replace._image_features(images)[0], atol=1e-5)
+
+
+def test_mmrlpp_published_settings() -> None:
+    cls = get_method_class("mmrlpp")
+    assert cls.dataset_options("food101") == {"beta": 0.1, "reg_weight": 1.0}
+    assert cls.dataset_options("eurosat") == {"beta": 0.2, "reg_weight": 0.01}
+    assert cls.dataset_options("imagenet_r") == cls.dataset_options("imagenet") == {"beta": 0.9, "reg_weight": 0.2}
+    assert cls.dataset_options("imagenet", task="cross") == {"beta": 0.9, "reg_weight": 0.1}
+    assert cls.transfer_beta("stanford_cars") == 0.3
+    assert cls.dataset_recipe("dtd", task="few_shot") == {"lr": 2e-3, "epochs": 100, "batch_size": 32}
+    assert recipe(cls, "default").lr == 1e-3

@@ -11,9 +11,14 @@ from perlkit.backbone import FrozenCLIP
 from perlkit.engine import TrainConfig, recipe
 from perlkit.methods import Method, build_method, get_method_class
 
-RIVALS = ["mma", "mmrl", "mmrlpp"]
+RIVALS = ["mma", "mmrl", "mmrlpp", "rmma"]
 #: small-but-faithful options for the 32-wide tiny backbone (the structure is the published one)
-TINY_OPTIONS: dict[str, dict] = {"mma": {}, "mmrl": {"rep_dim": 64}, "mmrlpp": {"rep_dim": 64, "proj_rank": 8}}
+TINY_OPTIONS: dict[str, dict] = {
+    "mma": {},
+    "mmrl": {"rep_dim": 64},
+    "mmrlpp": {"rep_dim": 64, "proj_rank": 8},
+    "rmma": {"dim": 16},
+}
 DATASETS = [
     "imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101", "fgvc_aircraft",
     "sun397", "dtd", "eurosat", "ucf101", "imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r",
@@ -110,8 +115,7 @@ def test_recipes_and_dataset_options(name: str) -> None:
     for dataset in DATASETS:
         options = cls.dataset_options(dataset)
         assert set(options) <= fields, (dataset, options)
-        build_kwargs = {k: v for k, v in options.items()}
-        cls.Config(**build_kwargs)  # valid constructor overrides
+        cls.Config(**options)  # valid constructor overrides
         assert set(cls.dataset_recipe(dataset)) <= set(TrainConfig.__dataclass_fields__)
 
 
@@ -228,3 +232,38 @@ def test_mmrlpp_published_settings() -> None:
     assert cls.transfer_beta("stanford_cars") == 0.3
     assert cls.dataset_recipe("dtd", task="few_shot") == {"lr": 2e-3, "epochs": 100, "batch_size": 32}
     assert recipe(cls, "default").lr == 1e-3
+
+
+# ------------------------------------------------------------------------------------------------ R-MMA
+def test_rmma_parameter_arithmetic(tiny_backbone: FrozenCLIP) -> None:
+    """The count is depth-independent (one shared adapter) and follows the docstring's formula."""
+    d, wv, wt = 16, tiny_backbone.width("vision"), tiny_backbone.width("text")
+    formula = d + 2 * (d * d + d) + 3 * ((wv * d + d) + (wt * d + d)) + 2 * (d * d + d) + (2 * d * d + d)
+    formula += (wv * d + d) + (wt * d + d) + (d * wv + wv) + (d * wt + wt)
+    assert _build("rmma", tiny_backbone).num_trainable() == formula
+    assert _build("rmma", tiny_backbone, start_layer=9).num_trainable() == formula
+    vit = 64 + 2 * 4160 + 3 * (768 * 64 + 64 + 512 * 64 + 64) + 2 * 4160 + (128 * 64 + 64)
+    vit += (768 * 64 + 64) + (512 * 64 + 64) + (64 * 768 + 768) + (64 * 512 + 512)
+    assert vit == get_method_class("rmma").VITB16_PARAMETERS == 436_352
+
+
+def test_rmma_alpha_zero_is_clip_and_sep_loss(tiny_backbone: FrozenCLIP, tiny_batch) -> None:
+    images, labels, prompts = tiny_batch
+    zs = build_method("zeroshot", tiny_backbone)
+    zs_logits = zs.logits(images, zs.classifier(zs.class_set(prompts)))
+    off = _build("rmma", tiny_backbone, alpha=0.0)
+    assert torch.allclose(off.logits(images, off.classifier(off.class_set(prompts))), zs_logits, atol=1e-5)
+    rmma = _build("rmma", tiny_backbone)
+    logits = rmma.logits(images, rmma.classifier(rmma.class_set(prompts)))
+    assert not torch.equal(logits, zs_logits) and torch.allclose(logits, zs_logits, atol=0.05)
+    iu, tu = rmma.route["vision"].weight, rmma.route["text"].weight
+    id_, td = rmma.align["vision"].weight, rmma.align["text"].weight
+    expected = torch.linalg.norm(iu.t() @ tu) + torch.linalg.norm(id_.t() @ td)
+    assert torch.allclose(rmma.separation_loss(), expected)
+    with torch.no_grad():  # orthogonal routes (disjoint output coordinates) give L_sep = 0
+        for w, rows in ((iu, slice(0, 8)), (tu, slice(8, 16)), (id_, slice(0, 8)), (td, slice(8, 16))):
+            w.zero_()
+            w[rows] = torch.randn(8, 16)
+    assert rmma.separation_loss().item() == pytest.approx(0.0, abs=1e-6)
+    out = rmma(images, labels, rmma.class_set(prompts))
+    assert out.loss.item() == pytest.approx(out.terms["ce"] + 0.6 * out.terms["sep"], rel=1e-5)

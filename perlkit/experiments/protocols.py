@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from perlkit.data import (
     B2N_DATASETS,
+    DATASET_NAMES,
     DG_TARGETS,
     XD_TARGETS,
     DatasetSplits,
@@ -171,6 +172,19 @@ class Session:
         metrics["xd_average"] = sum(metrics[n] for n in XD_TARGETS) / len(XD_TARGETS)
         metrics["dg_average"] = sum(metrics[n] for n in DG_TARGETS) / len(DG_TARGETS)
         return self._record(spec, method, metrics, counts, train_log, start)
+
+    def zeroshot_benchmarks(
+        self, datasets: Iterable[str] = DATASET_NAMES, template: str = "coop"
+    ) -> list[dict[str, Any]]:
+        """Zero-shot CLIP on the full test set of each benchmark (all classes): the room left to adapt."""
+        method = build_method("zeroshot", self.backbone)
+        rows = []
+        for name in tqdm(list(datasets), desc="zero-shot", disable=not self.progress):
+            splits = self.dataset(name)
+            result = self.score(method, splits, "transfer", template, name)
+            rows.append({"name": name, "num_classes": len(splits.classnames), "accuracy": result.accuracy,
+                         "test_images": result.total, "chance": 100.0 / len(splits.classnames)})
+        return rows
 
     def run(self, spec: RunSpec, recompute: bool = False) -> dict[str, Any]:
         """Dispatch a spec to its protocol."""

@@ -88,6 +88,7 @@ class ResultStore:
     def __init__(self, profile: str, root: str | os.PathLike | None = None, use_shipped: bool = True) -> None:
         self.profile = profile
         self.write_dir = Path(root) / profile if root else cache_root() / "results" / profile
+        self.checkpoint_dir = Path(root) / "checkpoints" / profile if root else cache_root() / "checkpoints" / profile
         self.read_dirs = [self.write_dir]
         if use_shipped and not root:
             self.read_dirs.append(SHIPPED_RESULTS / profile)
@@ -98,7 +99,7 @@ class ResultStore:
 
     def checkpoint_path(self, spec: RunSpec) -> Path:
         """Where a run's trained parameters are kept (never committed)."""
-        return cache_root() / "checkpoints" / self.profile / spec.filename.replace(".json", ".pt")
+        return self.checkpoint_dir / spec.filename.replace(".json", ".pt")
 
     def get(self, spec: RunSpec) -> dict[str, Any] | None:
         """The stored result of a run, or None; a corrupt file is reported and treated as missing."""

@@ -1,0 +1,47 @@
+# Two commands for a fresh machine: `make book` and `make test`. Both create .venv when absent.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.perlkit-installed
+CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
+
+.PHONY: install book chapters html test unit nbval lint results bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[book,test,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make book: install, execute every chapter with papermill (mini profile), build the HTML with zero warnings
+book: install chapters html
+
+chapters: install
+	$(BIN)/python -m perlkit.book execute $(CHAPTERS)
+
+html: install
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+## make test: install, lint, unit tests, then nbval over the executed chapters
+test: install lint unit nbval
+
+lint: install
+	$(BIN)/ruff check perlkit tests
+
+unit: install
+	$(BIN)/python -m pytest -q tests
+
+nbval: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(CHAPTERS)
+
+## make results: run (or resume) the full mini sweep behind the book into data/results (long)
+results: install
+	$(BIN)/perlkit results --profile mini
+
+bench: install
+	$(BIN)/perlkit bench --profile mini --json
+
+clean:
+	rm -rf _build

@@ -1,0 +1,119 @@
+"""The `perlkit` command: argument parsing and printing only; the work lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from perlkit.bench import add_bench_command
+from perlkit.data.cli import add_data_commands
+from perlkit.mini.cli import add_mini_commands
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as JSON when it parses (``steps=2``, ``split=[7,9]``), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    """Trainable and total parameter counts of a method on a model, from random weights (no download)."""
+    import torch
+
+    from perlkit.backbone import create_backbone
+    from perlkit.methods import build_method
+
+    torch.manual_seed(0)
+    backbone = create_backbone(args.model, None)
+    method = build_method(args.method, backbone, **dict(args.option or []))
+    trainable = method.num_trainable()
+    total = trainable + sum(p.numel() for p in backbone.parameters())
+    if args.json:
+        print(json.dumps({"method": args.method, "model": args.model, "trainable": trainable, "total": total}))
+    else:
+        print(f"{args.method} on {args.model}: {trainable:,} trainable of {total:,} parameters")
+    return 0
+
+
+def cmd_zeroshot(args: argparse.Namespace) -> int:
+    """Zero-shot accuracy of a profile's CLIP on all 15 benchmarks (builds the mini world on first use)."""
+    from perlkit.experiments import Session
+    from perlkit.profiles import get_profile
+
+    profile = get_profile(args.profile, data_root=args.data_root, pretrained=args.pretrained, model=args.model)
+    rows = Session(profile, progress=not args.json).zeroshot_benchmarks(template=args.template)
+    if args.json:
+        print(json.dumps({"profile": profile.name, "model": profile.model, "template": args.template,
+                          "benchmarks": rows}, indent=2))
+        return 0
+    print(f"zero-shot {profile.model} ({profile.label})")
+    print(f"{'benchmark':<18}{'classes':>8}{'chance %':>10}{'top-1 %':>10}")
+    for row in rows:
+        print(f"{row['name']:<18}{row['num_classes']:>8}{row['chance']:>10.1f}{row['accuracy']:>10.2f}")
+    print(f"{'mean':<18}{'':>8}{'':>10}{sum(r['accuracy'] for r in rows) / len(rows):>10.2f}")
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    """Run (or resume) the full sweep behind the book and write its result JSONs (``make results``)."""
+    from perlkit.experiments.sweeps import run_full_sweep
+
+    run_full_sweep(profile=args.profile, seeds=tuple(args.seeds), out=args.out, parts=args.parts)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="perlkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("params", help="count trainable and total parameters of a method")
+    p.add_argument("--method", required=True)
+    p.add_argument("--model", default="ViT-B-16")
+    p.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE",
+                   help="method option, e.g. --option steps=2 (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_params)
+
+    z = sub.add_parser("zeroshot", help="zero-shot accuracy on the 15 benchmarks of a profile")
+    z.add_argument("--profile", default="mini", choices=["mini", "paper"])
+    z.add_argument("--data-root", default=None)
+    z.add_argument("--model", default=None)
+    z.add_argument("--pretrained", default=None)
+    z.add_argument("--template", default="coop", choices=["coop", "single"])
+    z.add_argument("--json", action="store_true")
+    z.set_defaults(func=cmd_zeroshot)
+
+    r = sub.add_parser("results", help="run or resume the full sweep behind the book (make results)")
+    r.add_argument("--profile", default="mini", choices=["mini", "paper"])
+    r.add_argument("--seeds", type=int, nargs="+", default=[1])
+    r.add_argument("--out", default=None, help="results folder (default: data/results, the shipped results)")
+    r.add_argument("--parts", nargs="+", default=None, help="subset of the sweep (b2n transfer ablations rivals)")
+    r.set_defaults(func=cmd_results)
+
+    add_data_commands(sub)
+    add_mini_commands(sub)
+    add_bench_command(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `perlkit` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"perlkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

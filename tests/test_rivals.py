@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from perlkit.backbone import FrozenCLIP
-from perlkit.engine import TrainConfig, recipe
+from perlkit.engine import TrainConfig, evaluate, load_checkpoint, recipe, save_checkpoint, train
 from perlkit.methods import Method, build_method, get_method_class
 
 RIVALS = ["mma", "mmrl", "mmrlpp", "rmma"]
@@ -117,6 +117,24 @@ def test_recipes_and_dataset_options(name: str) -> None:
         assert set(options) <= fields, (dataset, options)
         cls.Config(**options)  # valid constructor overrides
         assert set(cls.dataset_recipe(dataset)) <= set(TrainConfig.__dataclass_fields__)
+
+
+@pytest.mark.parametrize("name", RIVALS)
+def test_runs_in_the_shared_engine(tmp_path, tiny_backbone: FrozenCLIP, tiny_batch, name: str) -> None:
+    """The one training loop with the method's own recipe, evaluation per target, checkpoint round trip."""
+    images, labels, prompts = tiny_batch
+    method = _build(name, tiny_backbone)
+    classes = method.class_set(prompts)
+    cfg = recipe(method, "default", max_steps=2, batch_size=4)
+    history = train(method, lambda epoch: [(images, labels)], classes, cfg, progress=False)
+    assert len(history.steps) == 2
+    results = {t: evaluate(method, [(images, labels)], classes, t, progress=False) for t in ("base", "novel")}
+    assert all(r.total == 4 for r in results.values())
+    save_checkpoint(method, tmp_path / "m.pt")
+    other = _build(name, tiny_backbone)
+    load_checkpoint(other, tmp_path / "m.pt")
+    a = method.logits(images, method.classifier(classes, "novel"))
+    assert torch.allclose(a, other.logits(images, other.classifier(classes, "novel")), atol=1e-6)
 
 
 def test_unknown_option_raises(tiny_backbone: FrozenCLIP) -> None:

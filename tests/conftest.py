@@ -7,6 +7,9 @@ import torch
 
 from perlkit.backbone import FrozenCLIP, create_backbone
 
+# the tests' models are tiny: one thread avoids thread hand-off costs that dominate on a shared 2-core machine
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tiny_backbone() -> FrozenCLIP:

@@ -41,6 +41,11 @@ def harmonic_mean(base: float, novel: float) -> float:
     return 0.0 if base + novel == 0 else 2.0 * base * novel / (base + novel)
 
 
+def _task(spec: RunSpec) -> str:
+    """The rivals' name for a protocol when they look up per-dataset settings ('b2n' or 'cross')."""
+    return "cross" if spec.kind == "imagenet_transfer" else "b2n"
+
+
 class Session:
     """A profile with its backbone and data root, built once and shared by every run of a sweep."""
 
@@ -79,13 +84,16 @@ class Session:
         if spec.protocol == "default":
             per_dataset = getattr(get_method_class(spec.method), "dataset_options", None)
             if per_dataset is not None:
-                options = {**per_dataset(spec.dataset), **options}
+                options = {**per_dataset(spec.dataset, task=_task(spec)), **options}
         seed_everything(spec.seed)
         return build_method(spec.method, self.backbone, **options)
 
     def train_config(self, method: Method, spec: RunSpec) -> TrainConfig:
         """The run's recipe: the method's own settings, the chosen protocol, then explicit overrides."""
-        return recipe(method, spec.protocol, seed=spec.seed, **spec.train_overrides)
+        overrides = {}
+        if spec.protocol == "default" and hasattr(method, "dataset_recipe"):
+            overrides = method.dataset_recipe(spec.dataset, task=_task(spec))  # e.g. ImageNet batch sizes
+        return recipe(method, spec.protocol, seed=spec.seed, **{**overrides, **spec.train_overrides})
 
     def classes(self, method: Method, splits: DatasetSplits, template: str) -> ClassSet:
         """Prompts of a split's classes, formatted with the dataset's template."""

@@ -37,7 +37,8 @@ class TrainConfig:
     weight_decay: float = 0.01  # [NS] in the paper: torch's AdamW default
     momentum: float = 0.9  # sgd only
     scheduler: str = "constant"  # "constant" | "cosine"
-    warmup_steps: int = 0  # linear warm-up from lr * warmup_factor
+    warmup_steps: int = 0  # constant warm-up at lr * warmup_factor for this many steps...
+    warmup_epochs: int = 0  # ...or this many epochs (MMRL's recipe), converted once the loader length is known
     warmup_factor: float = 1e-5 / 2e-3
     grad_clip: float = 0.0
     seed: int = 1
@@ -54,8 +55,10 @@ def recipe(method: Method | type[Method], protocol: str = "unified", **overrides
         raise ValueError(f"protocol must be 'unified' or 'default', got {protocol!r}")
     own = dict(getattr(method, "recipe", {}) or {})
     if protocol == "unified":
-        # the paper's fast-adaptation protocol: one epoch, 16 shots; each method keeps its own optimiser settings
+        # the paper's fast-adaptation protocol: one epoch, 16 shots; each method keeps its own optimiser settings,
+        # but an epoch-long warm-up would swallow the only epoch, so it is dropped
         own["epochs"] = 1
+        own["warmup_epochs"] = 0
     own.update(overrides)
     unknown = set(own) - set(TrainConfig.__dataclass_fields__)
     if unknown:
@@ -85,13 +88,13 @@ def _optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.opti
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (use 'adamw' or 'sgd')")
 
 
-def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
+def _lr_factor(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
+    if step < warmup:
         return cfg.warmup_factor
     if cfg.scheduler == "constant":
         return 1.0
     if cfg.scheduler == "cosine":
-        progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        progress = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     raise ValueError(f"unknown scheduler {cfg.scheduler!r} (use 'constant' or 'cosine')")
 
@@ -130,12 +133,13 @@ def train(
     total = cfg.epochs * steps_per_epoch if steps_per_epoch else 0
     if cfg.max_steps:
         total = min(total, cfg.max_steps) if total else cfg.max_steps
+    warmup = cfg.warmup_steps or cfg.warmup_epochs * steps_per_epoch
     method.train()
     start, step = time.perf_counter(), 0
     bar = tqdm(total=total or None, desc=desc, disable=not progress, leave=False)
     for epoch in range(cfg.epochs):
         for images, labels in batches(epoch):
-            factor = _lr_factor(step, total or 1, cfg)
+            factor = _lr_factor(step, total or 1, warmup, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * factor
             images, labels = images.to(device), labels.to(device)

@@ -28,8 +28,8 @@ Choices the sources leave open or that differ from the reference summary, made h
 * Prompts: the official code uses the per-dataset CoOp template (``CUSTOM_TEMPLATES``); perlkit uses whatever the
   harness puts in the ``ClassSet`` (the same templates when the experiment selects them). No context is learned.
 * The frozen image feature of the alignment loss is computed from the same input batch (the harness's augmentation).
-* The 1-epoch constant warm-up at 1e-5 cannot be written in steps without the dataset size; ``recipe`` carries the
-  warm-up factor (1e-5 / 1e-3) and ``warmup_steps = 0``: the harness converts one epoch to steps if it wants it.
+* The 1-epoch constant warm-up at 1e-5 is ``warmup_epochs = 1`` with factor 1e-5 / 1e-3 (the engine converts it to
+  steps); under the unified 1-epoch protocol the warm-up is dropped, or it would be the whole run.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class MMRL(Method):
         "optimizer": "adamw",
         "weight_decay": 5e-4,
         "scheduler": "cosine",
-        "warmup_steps": 0,
+        "warmup_epochs": 1,
         "warmup_factor": 1e-5 / 1e-3,
     }
 

@@ -1,0 +1,233 @@
+"""Write the 15 mini benchmarks as PNG files in the exact CoOp/Dassl folder layouts, atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from perlkit.mini.world import BENCHMARKS, WORLD_VERSION, Bench, bench_concepts_cached, render_bench_image
+
+SPLITS = ("train", "val", "test")
+MARKER = "BUILD_COMPLETE"
+
+
+def default_mini_root() -> Path:
+    """Where the mini world lives by default: $PERLKIT_CACHE (or ~/.cache/perlkit) / mini-<WORLD_VERSION>."""
+    base = os.environ.get("PERLKIT_CACHE") or str(Path.home() / ".cache" / "perlkit")
+    return Path(base) / f"mini-{WORLD_VERSION}"
+
+
+def split_counts(b: Bench, scale: float) -> tuple[int, int, int]:
+    """Per-class images in train/val/test after scaling (at least 1 where the full size is non-zero)."""
+    return tuple(0 if n == 0 else max(1, int(math.ceil(n * scale))) for n in b.per_class)  # type: ignore[return-value]
+
+
+def wnid(label: int) -> str:
+    """Synthetic WordNet-style id of a mini-ImageNet class."""
+    return f"n{label + 1:08d}"
+
+
+def _folder(name: str) -> str:
+    return name.replace(" ", "_")
+
+
+def _png_bytes(img) -> bytes:  # noqa: ANN001
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def plan_items(b: Bench, bench_index: int, scale: float) -> list[tuple[int, int, int, str]]:
+    """All (split, label, i, relpath-from-dataset-dir) items of a benchmark, in label order."""
+    concepts = bench_concepts_cached(bench_index)
+    counts = split_counts(b, scale)
+    items = []
+    serial = 0
+    for split in range(3):
+        for label, c in enumerate(concepts):
+            for i in range(counts[split]):
+                serial += 1
+                items.append((split, label, i, _relpath(b, split, label, c.name, i, serial)))
+    return items
+
+
+def _relpath(b: Bench, split: int, label: int, name: str, i: int, serial: int) -> str:
+    f = _folder(name)
+    k = b.key
+    if k == "imagenet":
+        return f"images/{'train' if split == 0 else 'val'}/{wnid(label)}/{wnid(label)}_{i:05d}.png"
+    if k == "caltech101":
+        return f"101_ObjectCategories/{f}/image_{serial:05d}.png"
+    if k == "oxford_pets":
+        return f"images/{f}_{serial}.png"
+    if k == "stanford_cars":
+        return f"{'cars_test' if split == 2 else 'cars_train'}/{serial:05d}.png"
+    if k == "oxford_flowers":
+        return f"jpg/image_{serial:05d}.png"
+    if k == "food101":
+        return f"images/{f}/{serial:06d}.png"
+    if k == "fgvc_aircraft":
+        return f"images/{1000000 + serial:07d}.png"
+    if k == "sun397":
+        return f"SUN397/{f[0]}/{f}/sun_{serial:06d}.png"
+    if k == "dtd":
+        return f"images/{f}/{f}_{serial:04d}.png"
+    if k == "eurosat":
+        return f"2750/{_EUROSAT_FOLDER[name]}/{_EUROSAT_FOLDER[name]}_{serial}.png"
+    if k == "ucf101":
+        return f"UCF-101-midframes/{f}/v_{f}_g{i // 4 + 1:02d}_c{i % 4 + 1:02d}.png"
+    if k == "imagenet_v2":
+        return f"imagenetv2-matched-frequency-format-val/{label}/{i:05d}.png"
+    if k == "imagenet_sketch":
+        return f"images/{wnid(label)}/sketch_{i:05d}.png"
+    if k == "imagenet_a":
+        return f"imagenet-a/{wnid(_AR_LABEL[label])}/a_{i:05d}.png"
+    if k == "imagenet_r":
+        return f"imagenet-r/{wnid(_AR_LABEL[label])}/r_{i:05d}.png"
+    raise KeyError(k)
+
+
+def _eurosat_folders() -> dict[str, str]:
+    from perlkit.mini.world import EUROSAT_NAMES
+    return {v: k for k, v in EUROSAT_NAMES.items()}
+
+
+_EUROSAT_FOLDER = _eurosat_folders()
+_AR_LABEL = [i for i in range(100) if i % 5 in (1, 3)]
+
+DATASET_DIR = {
+    "imagenet": "imagenet", "caltech101": "caltech-101", "oxford_pets": "oxford_pets",
+    "stanford_cars": "stanford_cars", "oxford_flowers": "oxford_flowers", "food101": "food-101",
+    "fgvc_aircraft": "fgvc_aircraft", "sun397": "sun397", "dtd": "dtd", "eurosat": "eurosat", "ucf101": "ucf101",
+    "imagenet_v2": "imagenetv2", "imagenet_sketch": "imagenet-sketch", "imagenet_a": "imagenet-adversarial",
+    "imagenet_r": "imagenet-rendition",
+}
+SPLIT_FILE = {
+    "caltech101": "split_zhou_Caltech101.json", "oxford_pets": "split_zhou_OxfordPets.json",
+    "stanford_cars": "split_zhou_StanfordCars.json", "oxford_flowers": "split_zhou_OxfordFlowers.json",
+    "food101": "split_zhou_Food101.json", "sun397": "split_zhou_SUN397.json",
+    "dtd": "split_zhou_DescribableTextures.json", "eurosat": "split_zhou_EuroSAT.json",
+    "ucf101": "split_zhou_UCF101.json",
+}
+# the image dir that split-zhou relpaths are relative to (Cars: the dataset dir itself)
+IMAGE_DIR = {"caltech101": "101_ObjectCategories", "oxford_pets": "images", "stanford_cars": "",
+             "oxford_flowers": "jpg", "food101": "images", "sun397": "SUN397", "dtd": "images", "eurosat": "2750",
+             "ucf101": "UCF-101-midframes"}
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _text(lines: list[str]) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _meta_files(b: Bench, items: list[tuple[int, int, int, str]]) -> dict[str, bytes]:
+    """Split files, class-name files and other metadata of a benchmark (relpath -> bytes)."""
+    from perlkit.mini.world import object_concepts
+    concepts = bench_concepts_cached([x.key for x in BENCHMARKS].index(b.key))
+    out: dict[str, bytes] = {}
+    if b.domain == "object" and b.key != "caltech101":
+        out["classnames.txt"] = _text([f"{wnid(i)} {c.name}" for i, c in enumerate(object_concepts())])
+    if b.key in SPLIT_FILE:
+        prefix = IMAGE_DIR[b.key]
+        split: dict[str, list] = {"train": [], "val": [], "test": []}
+        for s, label, _i, rel in items:
+            r = rel[len(prefix) + 1:] if prefix else rel
+            split[SPLITS[s]].append([r, label, concepts[label].name])
+        out[SPLIT_FILE[b.key]] = json.dumps(split, indent=None).encode()
+    if b.key == "oxford_flowers":
+        out["cat_to_name.json"] = json.dumps({str(i + 1): c.name for i, c in enumerate(concepts)}, indent=1).encode()
+    if b.key == "fgvc_aircraft":
+        out["variants.txt"] = _text([c.name for c in concepts])
+        for s in range(3):
+            out[f"images_variant_{SPLITS[s]}.txt"] = _text(
+                [f"{Path(rel).stem} {concepts[label].name}" for sp, label, _i, rel in items if sp == s])
+    return out
+
+
+def expected_counts(scale: float = 1.0) -> dict[str, dict[str, int]]:
+    """perlkit_expected.json content: classes and train/val/test counts of each benchmark."""
+    out = {}
+    for bi, b in enumerate(BENCHMARKS):
+        n = len(bench_concepts_cached(bi))
+        tr, va, te = split_counts(b, scale)
+        out[b.key] = {"num_classes": n, "train": tr * n, "val": va * n, "test": te * n}
+    return out
+
+
+README = """# perlkit mini world (version {version})
+
+This folder is the **perlkit mini world**: 15 small *synthetic* benchmarks rendered procedurally by
+`perlkit mini build` (seed {seed}, scale {scale}). They are **not** the real ImageNet/CoOp datasets; they only copy
+their roles (a 100-class source, 10 targets with their own vocabularies and domains, 4 shifted versions of the
+source) and their exact CoOp/Dassl folder layouts and split-file formats, so that the real readers read them.
+`perlkit_expected.json` lists classes and split sizes. Rebuilding with the same seed gives byte-identical files.
+"""
+
+
+def _config(seed: int, scale: float) -> dict:
+    return {"world_version": WORLD_VERSION, "seed": seed, "scale": scale}
+
+
+def is_complete(root: Path, seed: int = 0, scale: float = 1.0) -> bool:
+    """True when root holds a finished build of this world version, seed and scale."""
+    m = root / MARKER
+    if not m.is_file():
+        return False
+    try:
+        info = json.loads(m.read_text())
+    except (OSError, ValueError):
+        return False
+    return info.get("config") == _config(seed, scale)
+
+
+def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = True, scale: float = 1.0) -> Path:
+    """Render all 15 mini benchmarks under root (atomically: temp sibling + os.replace); reuse a complete build."""
+    root = Path(root) if root is not None else default_mini_root()
+    if is_complete(root, seed, scale):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    manifest = hashlib.sha256()
+    plans = [(bi, b, plan_items(b, bi, scale)) for bi, b in enumerate(BENCHMARKS)]
+    total = sum(len(p) for _, _, p in plans)
+    bar = tqdm(total=total, desc="mini world", disable=not progress, unit="img")
+    for bi, b, items in plans:
+        ddir = tmp / DATASET_DIR[b.key]
+        for split, label, i, rel in items:
+            data = _png_bytes(render_bench_image(seed, bi, split, label, i))
+            _write(ddir / rel, data)
+            manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
+            bar.update(1)
+        for rel, data in _meta_files(b, items).items():
+            _write(ddir / rel, data)
+            manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
+    bar.close()
+    exp = json.dumps(expected_counts(scale), indent=1).encode()
+    _write(tmp / "perlkit_expected.json", exp)
+    _write(tmp / "README.md", README.format(version=WORLD_VERSION, seed=seed, scale=scale).encode())
+    manifest.update(exp)
+    (tmp / MARKER).write_text(json.dumps({"config": _config(seed, scale), "manifest_sha256": manifest.hexdigest(),
+                                          "num_images": total}, indent=1) + "\n")
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    return root
+
+
+def ensure_mini_world(root: Path | None = None) -> Path:
+    """Return the default-seed mini world at root, building it first if it is absent or incomplete."""
+    return build_mini_world(root, seed=0, progress=True)

@@ -1,0 +1,43 @@
+"""`perlkit mini build` and `perlkit mini pretrain` subcommands (wired into perlkit.cli by its owner)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _build(args: argparse.Namespace) -> int:
+    from perlkit.mini.build import build_mini_world
+    root = build_mini_world(Path(args.root) if args.root else None, seed=args.seed, progress=True, scale=args.scale)
+    print(f"mini world ready at {root}")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from perlkit.mini.pretrain import pretrain_mini_clip
+    from perlkit.mini.weights import mini_weights_path
+    out = Path(args.out) if args.out else mini_weights_path().parent
+    log = pretrain_mini_clip(out, seed=args.seed, steps=args.steps, progress=True, eval_every=args.eval_every)
+    print(json.dumps({"weights_sha256": log["weights_sha256"], "wall_time_s": log["wall_time_s"],
+                      "zeroshot_test_top1": log["zeroshot_test_top1"], "zeroshot_mean": log["zeroshot_mean"]},
+                     indent=1))
+    return 0
+
+
+def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `mini build` and `mini pretrain` under the perlkit CLI; each handler returns an exit code."""
+    from perlkit.mini.pretrain import DEFAULT_STEPS
+    mini = subparsers.add_parser("mini", help="synthetic mini world and mini CLIP")
+    sub = mini.add_subparsers(dest="mini_command", required=True)
+    b = sub.add_parser("build", help="render the 15 mini benchmarks in CoOp layouts")
+    b.add_argument("--root", default=None, help="target folder (default: $PERLKIT_CACHE/mini-<version>)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--scale", type=float, default=1.0, help="fraction of the images per class (tests)")
+    b.set_defaults(func=_build, handler=_build)
+    p = sub.add_parser("pretrain", help="pretrain the mini CLIP contrastively on world captions")
+    p.add_argument("--out", default=None, help="output folder (default: data/mini of the repo)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--eval-every", type=int, default=0, help="quick zero-shot every N steps (0 = only at the end)")
+    p.set_defaults(func=_pretrain, handler=_pretrain)

@@ -1,0 +1,63 @@
+"""Tests of the mini CLIP config and the weights checksum guard."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from perlkit.mini import weights as Wt
+
+
+def test_config_builds_with_12_layers_per_encoder() -> None:
+    model = Wt.create_mini_model()
+    assert len(model.visual.transformer.resblocks) == 12
+    assert len(model.transformer.resblocks) == 12
+    assert model.visual.pool_type == "tok" and model.text_pool_type == "argmax"
+    tok = Wt.get_mini_tokenizer()
+    t = tok(["a photo of a horned orb."])
+    assert t.shape == (1, 32)
+    with torch.no_grad():
+        fi = model.encode_image(torch.zeros(2, 3, 64, 64))
+        ft = model.encode_text(t)
+    assert fi.shape == (2, 128) and ft.shape == (1, 128)
+
+
+def test_truncated_text_encoder_matches_open_clip() -> None:
+    from perlkit.mini.pretrain import encode_text_trunc
+    torch.manual_seed(0)
+    model = Wt.create_mini_model().eval()
+    t = Wt.get_mini_tokenizer()(["a red horned orb.", "zigzagged texture."])
+    with torch.no_grad():
+        assert torch.allclose(encode_text_trunc(model, t), model.encode_text(t, normalize=True), atol=1e-5)
+
+
+@pytest.mark.skipif(not Wt.mini_weights_path().is_file(), reason="mini CLIP weights not built yet")
+def test_shipped_weights_verify_and_load() -> None:
+    assert Wt.verify_mini_weights() == Wt.mini_weights_path()
+    assert Wt.mini_weights_path().stat().st_size < 50 * 2**20
+    model = Wt.load_mini_model()
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_tampered_weights_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = Wt.mini_weights_path()
+    if src.is_file():
+        bad = tmp_path / "mini-clip.pt"
+        shutil.copy(src, bad)
+    else:  # no shipped weights yet: fake a file and a recorded digest
+        bad = tmp_path / "mini-clip.pt"
+        bad.write_bytes(b"\0" * 1000)
+        digest = Wt.sha256_file(bad)
+        monkeypatch.setattr(Wt, "expected_sha256", lambda: digest)
+    assert Wt.verify_mini_weights(bad) == bad
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as err:
+        Wt.verify_mini_weights(bad)
+    msg = str(err.value)
+    assert str(bad) in msg and Wt.expected_sha256() in msg and Wt.sha256_file(bad) in msg
+    assert "perlkit mini pretrain" in msg

@@ -13,7 +13,7 @@ from perlkit.experiments.protocols import (
     transfer_specs,
     transfer_table,
 )
-from perlkit.experiments.store import RESULT_SCHEMA, ResultStore, RunSpec, cache_root, provenance
+from perlkit.experiments.store import RESULT_SCHEMA, ResultStore, RunSpec, cache_root, describe_sources, provenance
 
 __all__ = [
     "ABLATIONS",
@@ -28,6 +28,7 @@ __all__ = [
     "b2n_table",
     "cache_root",
     "confidence_interval",
+    "describe_sources",
     "harmonic_mean",
     "provenance",
     "reasoning_dynamics",

@@ -124,3 +124,21 @@ class ResultStore:
         path = self.path_for(spec)
         atomic_write_json(path, payload)
         return path
+
+
+def describe_sources(results: list[dict[str, Any]]) -> str:
+    """One sentence saying where a table's runs came from: shipped precomputed files or this machine's runs."""
+    shipped = [r for r in results if str(SHIPPED_RESULTS) in r.get("_path", "")]
+    local = len(results) - len(shipped)
+    parts = []
+    if shipped:
+        commits = sorted({r["provenance"]["git_commit"][:7] for r in shipped})
+        devices = sorted({r["provenance"]["device"] for r in shipped})
+        dates = sorted({r["provenance"]["created"][:10] for r in shipped})
+        parts.append(
+            f"{len(shipped)} precomputed by `make results` (data/results; commit {', '.join(commits)}; "
+            f"{'; '.join(devices)}; {', '.join(dates)})"
+        )
+    if local:
+        parts.append(f"{local} trained and evaluated on this machine by this book's code (cached in {cache_root()})")
+    return f"{len(results)} runs: " + "; ".join(parts) + "."

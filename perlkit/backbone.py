@@ -21,8 +21,10 @@ the caller. Both leave results unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +68,21 @@ def list_models() -> list[str]:
     return sorted(open_clip.list_models())
 
 
+@contextlib.contextmanager
+def _quiet_random_init():
+    """Silence open_clip's 'initialized randomly' warning: random weights are asked for on purpose here."""
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "No pretrained weights loaded" not in record.getMessage()
+
+    drop, root = _Drop(), logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def _load_open_clip(model: str, pretrained: str | None, sha256: str | None) -> nn.Module:
     if model not in open_clip.list_models():
         raise BackboneError(
@@ -88,7 +105,8 @@ def _load_open_clip(model: str, pretrained: str | None, sha256: str | None) -> n
                 )
         pretrained = str(path)
     try:
-        return open_clip.create_model(model, pretrained=pretrained or None, device="cpu")
+        with _quiet_random_init():
+            return open_clip.create_model(model, pretrained=pretrained or None, device="cpu")
     except (RuntimeError, OSError, ValueError) as err:  # network or file problems surface here
         raise BackboneError(
             f"could not load weights {pretrained!r} for {model!r}: {err}. Offline machines cannot download "

@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +137,7 @@ class FrozenCLIP(nn.Module):
         self.model.eval()
         self.use_checkpointing = False
         self._mask_cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+        self._tokenizer: Callable[[list[str]], torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ shapes
     def blocks(self, modality: str) -> nn.ModuleList:
@@ -188,8 +189,9 @@ class FrozenCLIP(nn.Module):
     # ------------------------------------------------------------------ tokens
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Token ids for prompts, with the model's own tokenizer and context length."""
-        tokenizer = open_clip.get_tokenizer(self.model_name) if self.model_name else open_clip.tokenize
-        return tokenizer(list(prompts)).to(self.device)
+        if self._tokenizer is None:  # building open_clip's BPE tokenizer takes ~0.1-1 s: once per backbone
+            self._tokenizer = open_clip.get_tokenizer(self.model_name) if self.model_name else open_clip.tokenize
+        return self._tokenizer(list(prompts)).to(self.device)
 
     @property
     def device(self) -> torch.device:

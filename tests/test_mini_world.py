@@ -68,6 +68,8 @@ def test_tiny_build_layouts(tiny_world: Path) -> None:
     for key, info in exp.items():
         ddir = root / DATASET_DIR[key]
         assert ddir.is_dir(), key
+        n_png = sum(1 for _ in ddir.rglob("*.png"))
+        assert n_png == info["train"] + info["val"] + info["test"], key  # no two items share a file
         if key in SPLIT_FILE:
             split = json.loads((ddir / SPLIT_FILE[key]).read_text())
             prefix = ddir / IMAGE_DIR[key] if IMAGE_DIR[key] else ddir

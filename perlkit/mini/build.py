@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import math
+import multiprocessing as mp
 import os
 import shutil
 from pathlib import Path
@@ -82,7 +83,7 @@ def _relpath(b: Bench, split: int, label: int, name: str, i: int, serial: int) -
     if k == "eurosat":
         return f"2750/{_EUROSAT_FOLDER[name]}/{_EUROSAT_FOLDER[name]}_{serial}.png"
     if k == "ucf101":
-        return f"UCF-101-midframes/{f}/v_{f}_g{i // 4 + 1:02d}_c{i % 4 + 1:02d}.png"
+        return f"UCF-101-midframes/{f}/v_{f}_g{serial // 7 + 1:02d}_c{serial % 7 + 1:02d}.png"
     if k == "imagenet_v2":
         return f"imagenetv2-matched-frequency-format-val/{label}/{i:05d}.png"
     if k == "imagenet_sketch":
@@ -191,8 +192,16 @@ def is_complete(root: Path, seed: int = 0, scale: float = 1.0) -> bool:
     return info.get("config") == _config(seed, scale)
 
 
-def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = True, scale: float = 1.0) -> Path:
-    """Render all 15 mini benchmarks under root (atomically: temp sibling + os.replace); reuse a complete build."""
+def _render_png(job: tuple[int, int, int, int, int]) -> bytes:
+    return _png_bytes(render_bench_image(*job))
+
+
+def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = True, scale: float = 1.0,
+                     workers: int | None = None) -> Path:
+    """Render all 15 mini benchmarks under root (atomically: temp sibling + os.replace); reuse a complete build.
+
+    Every image has its own RNG stream, so the bytes do not depend on ``workers`` (default: up to 2 processes).
+    """
     root = Path(root) if root is not None else default_mini_root()
     if is_complete(root, seed, scale):
         return root
@@ -205,13 +214,21 @@ def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = T
     plans = [(bi, b, plan_items(b, bi, scale)) for bi, b in enumerate(BENCHMARKS)]
     total = sum(len(p) for _, _, p in plans)
     bar = tqdm(total=total, desc="mini world", disable=not progress, unit="img")
-    for bi, b, items in plans:
-        ddir = tmp / DATASET_DIR[b.key]
-        for split, label, i, rel in items:
-            data = _png_bytes(render_bench_image(seed, bi, split, label, i))
-            _write(ddir / rel, data)
-            manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
-            bar.update(1)
+    workers = max(1, min(os.cpu_count() or 1, 2)) if workers is None else workers
+    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    try:
+        for bi, b, items in plans:
+            ddir = tmp / DATASET_DIR[b.key]
+            jobs = [(seed, bi, split, label, i) for split, label, i, _rel in items]
+            datas = pool.imap(_render_png, jobs, chunksize=32) if pool else map(_render_png, jobs)
+            for (_s, _l, _i, rel), data in zip(items, datas, strict=True):
+                _write(ddir / rel, data)
+                manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
+                bar.update(1)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
         for rel, data in _meta_files(b, items).items():
             _write(ddir / rel, data)
             manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())

@@ -26,15 +26,23 @@ Rng = np.random.Generator
 DOMAIN_WEIGHTS = {"object": 0.40, "pet": 0.08, "car": 0.07, "flower": 0.08, "food": 0.07, "aircraft": 0.04,
                   "scene": 0.08, "texture": 0.08, "satellite": 0.02, "action": 0.08}
 OBJECT_MODES = {"photo": 0.84, "caltech": 0.06, "sketch": 0.03, "r": 0.04, "a": 0.03}
+# phase 2 (warm restart) leans towards the slow-to-learn domains: objects (incl. shifted styles), aircraft, actions
+DOMAIN_WEIGHTS_2 = {"object": 0.46, "pet": 0.07, "car": 0.07, "flower": 0.05, "food": 0.05, "aircraft": 0.07,
+                    "scene": 0.05, "texture": 0.05, "satellite": 0.02, "action": 0.11}
+OBJECT_MODES_2 = {"photo": 0.80, "caltech": 0.05, "sketch": 0.05, "r": 0.05, "a": 0.05}
+PHASES = [
+    {"steps": 500, "lr": 1e-3, "warmup_frac": 0.05, "domain_weights": DOMAIN_WEIGHTS, "object_modes": OBJECT_MODES},
+    {"steps": 700, "lr": 5e-4, "warmup_frac": 0.03, "domain_weights": DOMAIN_WEIGHTS_2,
+     "object_modes": OBJECT_MODES_2},
+]
 GENERIC = ["a photo.", "an image.", "a picture of something.", "my photo", "untitled"]
 
-DEFAULT_STEPS = 500
+DEFAULT_STEPS = sum(ph["steps"] for ph in PHASES)
 
 RECIPE = {
-    "batch_size": 128, "lr": 1e-3, "min_lr": 2e-5, "warmup_frac": 0.05, "weight_decay": 0.1,
+    "batch_size": 128, "phases": PHASES, "min_lr": 2e-5, "weight_decay": 0.1,
     "betas": (0.9, 0.98), "eps": 1e-6, "init_logit_scale": math.log(1 / 0.07), "max_logit_scale": math.log(100),
-    "grad_clip": 1.0, "threads": 2, "caption_noise": 0.08, "domain_weights": DOMAIN_WEIGHTS,
-    "object_modes": OBJECT_MODES, "checkpoint_every": 50,
+    "grad_clip": 1.0, "threads": 2, "caption_noise": 0.08, "checkpoint_every": 50,
 }
 
 
@@ -106,18 +114,19 @@ def caption(rng: Rng, domain: str, c: W.Concept, mode: str) -> str:
 _DOMAIN_CONCEPTS: dict[str, list[W.Concept]] = {}
 
 
-def sample_pair(rng: Rng) -> tuple[np.ndarray, str]:
+def sample_pair(rng: Rng, domain_weights: dict[str, float] = DOMAIN_WEIGHTS,
+                object_modes: dict[str, float] = OBJECT_MODES) -> tuple[np.ndarray, str]:
     """Draw one (image, caption) pretraining pair from the world's concept sampler."""
-    doms = list(DOMAIN_WEIGHTS)
-    d = doms[int(rng.choice(len(doms), p=np.array([DOMAIN_WEIGHTS[k] for k in doms])))]
+    doms = list(domain_weights)
+    d = doms[int(rng.choice(len(doms), p=np.array([domain_weights[k] for k in doms])))]
     if d not in _DOMAIN_CONCEPTS:
         _DOMAIN_CONCEPTS[d] = W.DOMAINS[d]()
     cs = _DOMAIN_CONCEPTS[d]
     c = cs[int(rng.integers(len(cs)))]
     mode = "photo"
     if d == "object":
-        modes = list(OBJECT_MODES)
-        mode = modes[int(rng.choice(len(modes), p=np.array([OBJECT_MODES[k] for k in modes])))]
+        modes = list(object_modes)
+        mode = modes[int(rng.choice(len(modes), p=np.array([object_modes[k] for k in modes])))]
     img = W.render_concept(rng, d, c, mode)
     return np.asarray(img, np.uint8), caption(rng, d, c, mode)
 
@@ -135,7 +144,8 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
 def make_batch(seed: int, step: int, batch_size: int, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
     """The deterministic batch of a step: its own RNG stream (seed, step), so a resumed run sees the same data."""
     rng = np.random.default_rng([seed, 7, step])
-    pairs = [sample_pair(rng) for _ in range(batch_size)]
+    ph = PHASES[_phase(step)[0]]
+    pairs = [sample_pair(rng, ph["domain_weights"], ph["object_modes"]) for _ in range(batch_size)]
     return to_tensor([p[0] for p in pairs]), tokenizer([p[1] for p in pairs])
 
 
@@ -208,12 +218,30 @@ def chance_levels() -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------------- training
-def _lr(step: int, steps: int) -> float:
-    warm = max(1, int(RECIPE["warmup_frac"] * steps))
-    if step < warm:
-        return RECIPE["lr"] * (step + 1) / warm
-    p = (step - warm) / max(1, steps - warm)
-    return RECIPE["min_lr"] + 0.5 * (RECIPE["lr"] - RECIPE["min_lr"]) * (1 + math.cos(math.pi * p))
+def _phase(step: int) -> tuple[int, int]:
+    """(phase index, step within the phase) of a global step."""
+    start = 0
+    for i, ph in enumerate(PHASES):
+        if step < start + ph["steps"]:
+            return i, step - start
+        start += ph["steps"]
+    return len(PHASES) - 1, step - (start - PHASES[-1]["steps"])
+
+
+def _boundaries() -> list[int]:
+    return [sum(ph["steps"] for ph in PHASES[: i + 1]) for i in range(len(PHASES))]
+
+
+def _lr(step: int) -> float:
+    """Linear warm-up then cosine decay to min_lr, restarted at each phase."""
+    i, s = _phase(step)
+    ph = PHASES[i]
+    steps, lr = ph["steps"], ph["lr"]
+    warm = max(1, int(ph["warmup_frac"] * steps))
+    if s < warm:
+        return lr * (s + 1) / warm
+    p = (s - warm) / max(1, steps - warm)
+    return RECIPE["min_lr"] + 0.5 * (lr - RECIPE["min_lr"]) * (1 + math.cos(math.pi * p))
 
 
 def save_fp16_state_dict(model, path: Path) -> str:  # noqa: ANN001
@@ -227,7 +255,13 @@ def save_fp16_state_dict(model, path: Path) -> str:  # noqa: ANN001
 
 def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_STEPS, progress: bool = True,
                        batch_size: int | None = None, eval_every: int = 0) -> dict:
-    """Pretrain the mini CLIP from scratch (deterministic, resumable) and write weights, sha256 and log."""
+    """Pretrain the mini CLIP from scratch (deterministic, resumable) and write weights, sha256 and log.
+
+    The learning-rate/data schedule is the fixed list PHASES (steps = its total by default); a smaller
+    ``steps`` stops early on the same schedule (smoke runs), and a checkpoint left at a phase boundary resumes.
+    """
+    if steps > DEFAULT_STEPS:
+        raise ValueError(f"steps must be <= {DEFAULT_STEPS} (the PHASES schedule)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bs = batch_size or RECIPE["batch_size"]
@@ -241,13 +275,15 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": RECIPE["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=RECIPE["lr"], betas=RECIPE["betas"],
+                             {"params": no_decay, "weight_decay": 0.0}], lr=PHASES[0]["lr"], betas=RECIPE["betas"],
                             eps=RECIPE["eps"])
     ckpt = out_dir / "pretrain_ckpt.pt"
     start, curve, evals, elapsed = 0, [], [], 0.0
     if ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
-        if st["seed"] == seed and st["steps"] == steps and st["batch_size"] == bs:
+        # resume a run of the same seed/batch whose checkpoint lies on this schedule (a phase-boundary run counts)
+        if st["seed"] == seed and st["batch_size"] == bs and st["step"] <= steps and (
+                st["steps"] == steps or st["steps"] in _boundaries()):
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
             start, curve, evals, elapsed = st["step"], st["curve"], st["evals"], st["elapsed"]
@@ -260,7 +296,7 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
                                          num_workers=1, prefetch_factor=3, persistent_workers=False)
     for step, (x, t) in zip(bar, loader, strict=False):
         for g in opt.param_groups:
-            g["lr"] = _lr(step, steps)
+            g["lr"] = _lr(step)
         fi = model.encode_image(x, normalize=True)
         ft = encode_text_trunc(model, t)
         logits = model.logit_scale.exp() * fi @ ft.T

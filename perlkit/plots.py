@@ -152,3 +152,16 @@ def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", he
     ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
     return fig
+
+def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `make results`") -> str:
+    """One caption line for figures drawn from committed result files: how many runs, which commits, where, when."""
+    if not payloads:
+        return f"{what}: no result files"
+    prov = [p.get("provenance", {}) for p in payloads]
+    commits = sorted({str(p.get("git_commit", "unknown"))[:10] for p in prov})
+    devices = sorted({str(p.get("device", "unknown device")) for p in prov})
+    dates = sorted(str(p.get("created", ""))[:10] for p in prov if p.get("created"))
+    when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown"
+    return (f"{what}: {len(payloads)} runs, perlkit commit {', '.join(commits)}, on {'; '.join(devices)}, "
+            f"{when}")
+

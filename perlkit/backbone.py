@@ -33,6 +33,7 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -113,6 +114,11 @@ def _load_open_clip(model: str, pretrained: str | None, sha256: str | None) -> n
             "pretrained tags; pass a local checkpoint file instead (for OpenAI's ViT-B/16 use model "
             "'ViT-B-16-quickgelu' with the path to ViT-B-16.pt), or pretrained=None for random weights."
         ) from err
+
+
+def _readout_block_supported(block: nn.Module) -> bool:
+    """Whether a block is open_clip's plain self-attention block, whose forward ``_last_block_at`` restates."""
+    return type(block) is ResidualAttentionBlock and not hasattr(block, "ln_1_kv")
 
 
 class FrozenCLIP(nn.Module):
@@ -239,6 +245,43 @@ class FrozenCLIP(nn.Module):
             hidden = hidden.transpose(0, 1)
         return hidden
 
+    def run_to_readout(self, modality: str, hidden: torch.Tensor, start: int, index: torch.Tensor) -> torch.Tensor:
+        """Blocks ``start..L-1`` and the pooled state at ``index``; the last block computes only that position.
+
+        Nothing but the readout leaves the last block, so its other query rows, their MLPs and output projections
+        are skipped: keys and values still come from every token (exact, and ~5/6 of the last block saved).
+        """
+        blocks = self.blocks(modality)
+        if start >= len(blocks):
+            return self.readout(hidden, index)
+        last = blocks[-1]
+        if not _readout_block_supported(last):
+            return self.readout(self.run_blocks(modality, hidden, start), index)
+        hidden = self.run_blocks(modality, hidden, start, len(blocks) - 1)
+        if self.use_checkpointing and torch.is_grad_enabled():
+            return checkpoint(self._last_block_at, modality, hidden, index, use_reentrant=False)
+        return self._last_block_at(modality, hidden, index)
+
+    def _last_block_at(self, modality: str, hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """open_clip's ResidualAttentionBlock.forward for the query rows ``index`` only (keys: all tokens)."""
+        block = self.blocks(modality)[-1]
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        normed = block.ln_1(hidden)  # [N, T, d]
+        query = normed[rows, index].unsqueeze(1)  # [N, 1, d], the very rows ln_1 gave the full sequence
+        mask = None
+        if modality == "text":  # the readout row of the causal mask: keys 0..index
+            keys = torch.arange(hidden.shape[1], device=hidden.device)
+            blocked = keys.unsqueeze(0) > index.unsqueeze(1)  # [N, T]
+            mask = torch.zeros_like(blocked, dtype=normed.dtype).masked_fill_(blocked, float("-inf"))
+            mask = mask.unsqueeze(1).repeat_interleave(block.attn.num_heads, dim=0)  # [N * heads, 1, T]
+        if block.attn.batch_first:
+            attended = block.attn(query, normed, normed, need_weights=False, attn_mask=mask)[0][:, 0]
+        else:
+            q, kv = query.transpose(0, 1), normed.transpose(0, 1)
+            attended = block.attn(q, kv, kv, need_weights=False, attn_mask=mask)[0][0]
+        x = hidden[rows, index] + block.ls_1(attended)
+        return x + block.ls_2(block.mlp(block.ln_2(x)))
+
     def base(self, modality: str, x: torch.Tensor, split: int) -> EncodedTokens:
         """B_m: embeddings and the lower ``split`` blocks. Frozen and parameter-free, so cache it."""
         state = self.embed(modality, x)
@@ -274,8 +317,7 @@ class FrozenCLIP(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """R_m on the cached base output with thought tokens prepended: (pooled hidden h, projected embedding)."""
         shift = 0 if tokens is None else tokens.shape[1]
-        hidden = self.run_blocks(modality, self.prepend(state.hidden, tokens), split)
-        pooled = self.readout(hidden, state.readout, shift)
+        pooled = self.run_to_readout(modality, self.prepend(state.hidden, tokens), split, state.readout + shift)
         return pooled, self.project(modality, pooled)
 
     # ------------------------------------------------------------------ reference paths

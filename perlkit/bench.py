@@ -14,20 +14,28 @@ shared frozen backbone with random weights of the profile's architecture (timing
 * one PERL training step over 1,000 classes at batch 4, with and without ``text_chunk_size``.
 
 Timed repeats are interleaved across methods (round robin, order reversed every other round) and summarised by
-medians, so that load from other processes on a shared machine hits every method alike. On CUDA the steps run under
-bf16 autocast (``perlkit.engine.autocast_context``) and are synchronised before each clock read.
+medians, so that load from other processes on a shared machine hits every method alike. The headline clock
+(``timer``) is this process's CPU time on CPU (``time.process_time``: work done, blind to cores lost to other jobs;
+the command line runs one torch thread on CPU unless ``--threads`` says otherwise, so it reads as single-core time) and
+synchronised wall time on CUDA, where the steps run under bf16 autocast (``perlkit.engine.autocast_context``).
+Wall-clock values are kept next to the CPU ones (``*_wall*`` keys).
+
+Block evaluations count calls of each block's attention module, so the readout-only last block of
+``FrozenCLIP.run_to_readout`` (keys and values from every token, the query, MLP and output only at CLS/EOS) counts
+as one evaluation, as in the paper's cost model; it is ~1/6 of a full block's work for zero-shot and PERL alike.
 
 JSON schema (``perlkit-bench-v1``; keys of ``{batch: ...}`` mappings are batch sizes as strings)::
 
     schema, created (ISO time), git_commit, perlkit_version, torch_version, open_clip_version, python
-    device ("cpu" | "cuda"), device_name, num_threads, profile, model, weights ("random"), quick (bool)
+    device ("cpu" | "cuda"), device_name, num_threads, timer ("process_cpu" | "wall"), profile, model,
+    weights ("random"), quick (bool)
     settings: {train_batches, train_classes, train_repeats, warmup, eval_batch, eval_rounds, eval_classes,
                memory_classes, memory_batch, memory_chunk, memory_unchunked}
     num_layers (L), split (J), image_size, seconds (wall time of the bench)
     methods: {label: {
         method, options, trainable_params, error (null or the message of a method that failed),
-        train_ms_per_image {batch: ms}, train_step_ms_samples {batch: [ms, ...]},
-        eval_images_per_s, eval_ms_per_image, eval_ms_per_image_samples [ms, ...],
+        train_ms_per_image {batch: ms}, train_wall_ms_per_image {batch: ms}, train_step_ms_samples {batch: [ms]},
+        eval_images_per_s, eval_ms_per_image, eval_wall_ms_per_image, eval_ms_per_image_samples [ms, ...],
         peak_rss_mb {"train": {batch: MB}, "eval": MB}, peak_rss_delta_mb (same shape, above the phase's start),
         cuda_max_allocated_mb (same shape, null on CPU),
         block_evaluations {eval_vision_per_image, eval_text_per_image, classifier_text_per_class,
@@ -37,7 +45,8 @@ JSON schema (``perlkit-bench-v1``; keys of ``{batch: ...}`` mappings are batch s
     train_batch (the batch of the top-level summary: 4, PERL's recipe), train_ms_per_image {label: ms at train_batch}
     eval_images_per_s {label: images/s}
     perl_eval_over_zeroshot (median over rounds of PERL K=4's / zero-shot's eval time per image, same round),
-    perl_eval_over_zeroshot_rounds [ratio, ...], perl_eval_over_zeroshot_of_medians
+    perl_eval_over_zeroshot_rounds [ratio, ...], perl_eval_over_zeroshot_of_medians,
+    perl_eval_over_zeroshot_wall, perl_eval_over_zeroshot_wall_rounds (the same on the wall clock)
     block_evaluations {label: measured vision blocks per image at evaluation}
     cost_model {zeroshot: L, perl: J + (K+1)(L-J), ratio}
     memory_1000_classes: {classes, batch, text_tokens, runs: {"unchunked" | "chunk<N>": {
@@ -159,7 +168,8 @@ def settings_for(profile: str, quick: bool, device: torch.device) -> BenchSettin
         return BenchSettings(eval_batch=128, train_repeats=3 if quick else 10, eval_rounds=5 if quick else 10)
     if quick:  # ViT-B/16 on CPU: ~0.35 s a zero-shot image; the 1,000-class step alone would take minutes
         return BenchSettings(
-            train_batches=(4,), train_classes=20, train_repeats=2, eval_batch=8, eval_rounds=3, memory_classes=0
+            train_batches=(4,), train_classes=20, train_repeats=2, eval_batch=8, eval_rounds=3, memory_classes=0,
+            memory_unchunked=False,
         )
     # an unchunked 1,000-class ViT-B/16 step needs ~30 GB in fp32: only the chunked one is run on CPU
     return BenchSettings(train_repeats=3, eval_batch=32, eval_rounds=3, memory_unchunked=False)
@@ -240,7 +250,7 @@ class PeakMemory:
 
 
 class BlockCounter:
-    """Counts calls of every residual block of both encoders through forward hooks (one call = one evaluation)."""
+    """Counts evaluations of every residual block of both encoders, with forward hooks on their attention."""
 
     def __init__(self, backbone: FrozenCLIP) -> None:
         self.backbone = backbone
@@ -250,7 +260,9 @@ class BlockCounter:
     def __enter__(self) -> BlockCounter:
         for modality in MODALITIES:
             for index, block in enumerate(self.backbone.blocks(modality)):
-                self._handles.append(block.register_forward_hook(self._hook(modality, index)))
+                # the attention module runs once per block evaluation, also in the readout-only last block
+                module = getattr(block, "attn", block)
+                self._handles.append(module.register_forward_hook(self._hook(modality, index)))
         return self
 
     def _hook(self, modality: str, index: int) -> Callable[..., None]:
@@ -309,12 +321,13 @@ def count_block_evaluations(method: Method, image_size: int) -> dict[str, Any]:
     return counts
 
 
-def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call; the CPU clock ignores time lost to other processes."""
     _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -362,10 +375,12 @@ class _Entry:
             "trainable_params": None,
             "error": None,
             "train_ms_per_image": {},
+            "train_wall_ms_per_image": {},
             "train_step_ms_samples": {},
             "eval_images_per_s": None,
             "eval_ms_per_image": None,
             "eval_ms_per_image_samples": [],
+            "eval_wall_ms_per_image": None,
             "peak_rss_mb": {"train": {}, "eval": None},
             "peak_rss_delta_mb": {"train": {}, "eval": None},
             "cuda_max_allocated_mb": None,
@@ -469,6 +484,7 @@ def run_bench(
     eval_images = torch.randn(settings.eval_batch, 3, image_size, image_size, generator=gen).to(device)
 
     entries = [_Entry(spec) for spec in specs]
+    clock = 1 if device.type == "cpu" else 0  # index into _timed's (wall, cpu): CPU time on CPU, wall on CUDA
     n_train = settings.warmup + settings.train_repeats
     total = len(entries) * (3 + n_train * len(settings.train_batches) + settings.eval_rounds)
     total += 2 if settings.memory_classes else 0
@@ -519,7 +535,7 @@ def run_bench(
                     entry.record["cuda_max_allocated_mb"]["train"][str(b)] = mem.cuda_mb
             bar.update(settings.warmup)
         bar.update(1)
-    samples: dict[str, dict[int, list[float]]] = {e.spec.label: {b: [] for b in batches} for e in entries}
+    samples: dict[str, dict[int, list[tuple[float, float]]]] = {e.spec.label: {b: [] for b in batches} for e in entries}
     for round_index in range(settings.train_repeats):
         order = entries if round_index % 2 == 0 else entries[::-1]
         for entry in order:
@@ -536,12 +552,14 @@ def run_bench(
             entry.method.eval()
         if entry.optimizer is None or entry.record["error"]:
             continue
-        for b, times in samples[entry.spec.label].items():
+        for b, pairs in samples[entry.spec.label].items():
+            times, walls = [p[clock] for p in pairs], [p[0] for p in pairs]
             entry.record["train_step_ms_samples"][str(b)] = [round(1000 * t, 3) for t in times]
             entry.record["train_ms_per_image"][str(b)] = round(1000 * _median(times) / b, 3)
+            entry.record["train_wall_ms_per_image"][str(b)] = round(1000 * _median(walls) / b, 3)
 
     # evaluation: classifiers are ready; rounds of one eval batch per method
-    eval_times: dict[str, list[float]] = {e.spec.label: [] for e in entries}
+    eval_times: dict[str, list[tuple[float, float]]] = {e.spec.label: [] for e in entries}
     for round_index in range(settings.eval_rounds):
         order = entries if round_index % 2 == 0 else entries[::-1]
         for entry in order:
@@ -553,14 +571,16 @@ def run_bench(
                         with torch.no_grad(), autocast_context(device):
                             e.method.logits(eval_images, e.classifier)
 
-                    eval_times[entry.spec.label].append(_timed(evaluate, device) / settings.eval_batch)
+                    wall_s, cpu_s = _timed(evaluate, device)
+                    eval_times[entry.spec.label].append((wall_s / settings.eval_batch, cpu_s / settings.eval_batch))
             bar.update(1)
     for entry in entries:
-        times = eval_times[entry.spec.label]
+        times, walls = [p[clock] for p in eval_times[entry.spec.label]], [p[0] for p in eval_times[entry.spec.label]]
         if entry.ok and times:
             entry.record["eval_ms_per_image_samples"] = [round(1000 * t, 4) for t in times]
             entry.record["eval_ms_per_image"] = round(1000 * _median(times), 4)
             entry.record["eval_images_per_s"] = round(1 / _median(times), 2)
+            entry.record["eval_wall_ms_per_image"] = round(1000 * _median(walls), 4)
 
     # the 1,000-class PERL step, with and without chunking over classes
     memory: dict[str, Any] = {"classes": settings.memory_classes, "batch": settings.memory_batch, "runs": {},
@@ -583,7 +603,7 @@ def run_bench(
 
     methods_out = {e.spec.label: e.record for e in entries}
     return _summary(methods_out, memory, profile, model, device, quick, settings, num_layers, split, image_size,
-                    time.perf_counter() - wall, eval_times)
+                    time.perf_counter() - wall, eval_times, clock)
 
 
 def _summary(
@@ -598,15 +618,16 @@ def _summary(
     split: int,
     image_size: int,
     seconds: float,
-    eval_times: dict[str, list[float]],
+    eval_times: dict[str, list[tuple[float, float]]],
+    clock: int,
 ) -> dict[str, Any]:
     """The top-level record: provenance, per-method records and the headline numbers the book plots."""
     headline = 4 if 4 in settings.train_batches else settings.train_batches[0]
-    ratios: list[float] = []
     zs, perl = eval_times.get("zeroshot", []), eval_times.get("perl", [])
     ok = methods_out.get("zeroshot", {}).get("error") is None and methods_out.get("perl", {}).get("error") is None
-    if ok and zs and perl and len(zs) == len(perl):
-        ratios = [p / z for p, z in zip(perl, zs, strict=True)]
+    ok = ok and bool(zs) and len(zs) == len(perl)
+    ratios = [p[clock] / z[clock] for p, z in zip(perl, zs, strict=True)] if ok else []
+    wall_ratios = [p[0] / z[0] for p, z in zip(perl, zs, strict=True)] if ok else []
     model_perl = split + (PAPER_STEPS + 1) * (num_layers - split)
     notes = [
         "random weights of the profile's architecture: timing and memory do not depend on the weights",
@@ -626,6 +647,7 @@ def _summary(
         "device": device.type,
         "device_name": device_name(device),
         "num_threads": torch.get_num_threads(),
+        "timer": "process_cpu" if clock == 1 else "wall",
         "profile": profile,
         "model": model,
         "weights": "random",
@@ -643,8 +665,10 @@ def _summary(
         "perl_eval_over_zeroshot": round(statistics.median(ratios), 3) if ratios else None,
         "perl_eval_over_zeroshot_rounds": [round(r, 3) for r in ratios],
         "perl_eval_over_zeroshot_of_medians": (
-            round(_median(perl) / _median(zs), 3) if ratios else None
+            round(_median([p[clock] for p in perl]) / _median([z[clock] for z in zs]), 3) if ok else None
         ),
+        "perl_eval_over_zeroshot_wall": round(statistics.median(wall_ratios), 3) if ok else None,
+        "perl_eval_over_zeroshot_wall_rounds": [round(r, 3) for r in wall_ratios],
         "block_evaluations": {
             k: (v["block_evaluations"] or {}).get("eval_vision_per_image") for k, v in methods_out.items()
         },
@@ -663,7 +687,12 @@ def format_table(result: dict[str, Any]) -> str:
         f"{'method':<10}{'params':>10}" + "".join(f"{'train ms/img b' + str(b):>17}" for b in batches)
         + f"{'eval img/s':>12}{'blocks/img':>12}{'eval RSS MB':>13}",
     ]
-    for label, rec in result["methods"].items():
+    def order(label: str) -> tuple[int, int, str]:
+        rec = result["methods"][label]
+        return ({"zeroshot": 0, "perl": 1}.get(rec["method"], 2), rec["options"].get("steps", 0), label)
+
+    for label in sorted(result["methods"], key=order):
+        rec = result["methods"][label]
         if rec["error"]:
             lines.append(f"{label:<10} failed: {rec['error']}")
             continue
@@ -682,8 +711,9 @@ def format_table(result: dict[str, Any]) -> str:
     for key, run in memory["runs"].items():
         peak = run["cuda_max_allocated_mb"] if run["cuda_max_allocated_mb"] is not None else run["peak_rss_mb"]
         what = "CUDA max allocated" if run["cuda_max_allocated_mb"] is not None else "peak RSS"
+        delta = f" (+{_fmt(run['peak_rss_delta_mb'])} MB above the step's start)" if run["peak_rss_delta_mb"] else ""
         lines.append(f"PERL train step, {memory['classes']} classes, batch {memory['batch']}, {key}: {what} "
-                     f"{_fmt(peak)} MB" + (f" (error: {run['error']})" if run["error"] else ""))
+                     f"{_fmt(peak)} MB{delta}" + (f" (error: {run['error']})" if run["error"] else ""))
     if memory["skipped"]:
         lines.append(f"1,000-class step: {memory['skipped']}")
     return "\n".join(lines)
@@ -712,9 +742,10 @@ def _settings_from_args(args: argparse.Namespace, device: torch.device) -> Bench
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the bench, save its JSON under data/bench/ and print a table (or only the JSON with --json)."""
     resolve_methods(args.methods)  # fail fast on a typo, before building anything
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if args.profile == "paper" and torch.cuda.is_available() else "cpu"))
+    threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else 0)
+    if threads:
+        torch.set_num_threads(threads)
     result = run_bench(
         args.profile,
         args.methods,
@@ -745,7 +776,8 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print only the JSON record on stdout")
     p.add_argument("--model", default=None, help="override the profile's architecture (e.g. tiny-clip for tests)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: 1 on CPU, for single-core timings; 0: torch's own default)")
     p.add_argument("--out", default=None, help="JSON path (default: data/bench/<profile>-<device>.json)")
     p.add_argument("--no-save", action="store_true", help="do not write the JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

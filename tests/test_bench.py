@@ -91,9 +91,9 @@ def test_run_bench_record_has_the_documented_keys(monkeypatch: pytest.MonkeyPatc
 
 def test_cli_quick_json_on_the_tiny_model(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    argv = ["bench", "--model", "tiny-clip", "--quick", "--json", "--no-progress", "--methods", "zeroshot", "perl-k4",
-            "--train-batches", "2", "--train-classes", "3", "--train-repeats", "1", "--eval-batch", "2",
-            "--eval-rounds", "1", "--memory-classes", "0", "--out", str(out)]  # fmt: skip
+    argv = ["bench", "--model", "tiny-clip", "--quick", "--json", "--no-progress", "--threads", "0",
+            "--methods", "zeroshot", "perl-k4", "--train-batches", "2", "--train-classes", "3", "--train-repeats", "1",
+            "--eval-batch", "2", "--eval-rounds", "1", "--memory-classes", "0", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
     assert printed == json.loads(out.read_text())

@@ -116,9 +116,10 @@ class PERL(Method):
                 stacked = torch.stack(tokens[i], dim=1)
                 hidden = FrozenCLIP.prepend(hidden, stacked)
                 shift += stacked.shape[1]
-            end = depths[i + 1] if i + 1 < len(depths) else None
-            hidden = self.backbone.run_blocks(modality, hidden, depth, end)
-        return FrozenCLIP.readout(hidden, state.readout, shift)
+            if i + 1 == len(depths):  # only the readout position leaves the last block
+                return self.backbone.run_to_readout(modality, hidden, depth, state.readout + shift)
+            hidden = self.backbone.run_blocks(modality, hidden, depth, depths[i + 1])
+        raise AssertionError("unreachable: depths is never empty")
 
     def reason(
         self, modality: str, state: EncodedTokens, h0: torch.Tensor, steps: int | None = None

@@ -30,10 +30,16 @@ OBJECT_MODES = {"photo": 0.84, "caltech": 0.06, "sketch": 0.03, "r": 0.04, "a": 
 DOMAIN_WEIGHTS_2 = {"object": 0.46, "pet": 0.07, "car": 0.07, "flower": 0.05, "food": 0.05, "aircraft": 0.07,
                     "scene": 0.05, "texture": 0.05, "satellite": 0.02, "action": 0.11}
 OBJECT_MODES_2 = {"photo": 0.80, "caltech": 0.05, "sketch": 0.05, "r": 0.05, "a": 0.05}
+# phase 3 (second warm restart) adds sketches, cluttered scenes and aircraft, which web-like data covers but sparsely
+DOMAIN_WEIGHTS_3 = {"object": 0.48, "pet": 0.06, "car": 0.06, "flower": 0.04, "food": 0.04, "aircraft": 0.10,
+                    "scene": 0.04, "texture": 0.04, "satellite": 0.02, "action": 0.12}
+OBJECT_MODES_3 = {"photo": 0.55, "caltech": 0.05, "sketch": 0.18, "r": 0.07, "a": 0.15}
 PHASES = [
     {"steps": 500, "lr": 1e-3, "warmup_frac": 0.05, "domain_weights": DOMAIN_WEIGHTS, "object_modes": OBJECT_MODES},
     {"steps": 700, "lr": 5e-4, "warmup_frac": 0.03, "domain_weights": DOMAIN_WEIGHTS_2,
      "object_modes": OBJECT_MODES_2},
+    {"steps": 250, "lr": 3e-4, "warmup_frac": 0.04, "domain_weights": DOMAIN_WEIGHTS_3,
+     "object_modes": OBJECT_MODES_3},
 ]
 GENERIC = ["a photo.", "an image.", "a picture of something.", "my photo", "untitled"]
 

@@ -76,17 +76,23 @@ def parse_params_label(label: str | float | int) -> float:
 def params_scatter(
     panels: Sequence[tuple[str, pd.DataFrame]],
     y_label: str,
-    zero_at: float = 500.0,
+    zero_at: float | Sequence[float | None] | None = None,
     highlight: str | None = "PERL",
     height: float = 3.8,
 ) -> plt.Figure:
     """Accuracy against trainable parameters on a log x axis (the paper's Fig. 1), one panel per source.
 
     Each frame has ``method``, ``params`` and ``accuracy``. A method with 0 trainable parameters (zero-shot CLIP)
-    cannot sit on a log axis; like the paper's Fig. 1 it is drawn at ``zero_at`` and its label says so.
+    cannot sit on a log axis; like the paper's Fig. 1 it is drawn at ``zero_at`` (one value, or one per panel;
+    None: a decade below the panel's smallest positive count) and its label says so.
     """
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), height), squeeze=False)
-    for ax, (title, frame) in zip(axes[0], panels, strict=True):
+    zeros = list(zero_at) if isinstance(zero_at, Sequence) else [zero_at] * len(panels)
+    for ax, (title, frame), zero in zip(axes[0], panels, zeros, strict=True):
+        positive = frame.loc[frame["params"] > 0, "params"]
+        if zero is None:
+            zero = 10.0 ** (math.floor(math.log10(positive.min())) - 1) if len(positive) else 1.0
+        zero_at = zero
         data = frame.assign(x=frame["params"].where(frame["params"] > 0, zero_at))
         colours = ["tab:red" if highlight and str(m).lower().startswith(highlight.lower()) else "tab:blue"
                    for m in data["method"]]

@@ -225,13 +225,13 @@ def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = T
                 _write(ddir / rel, data)
                 manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
                 bar.update(1)
+            for rel, data in _meta_files(b, items).items():
+                _write(ddir / rel, data)
+                manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
     finally:
         if pool is not None:
             pool.close()
             pool.join()
-        for rel, data in _meta_files(b, items).items():
-            _write(ddir / rel, data)
-            manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
     bar.close()
     exp = json.dumps(expected_counts(scale), indent=1).encode()
     _write(tmp / "perlkit_expected.json", exp)

@@ -159,6 +159,7 @@ def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", he
     fig.tight_layout()
     return fig
 
+
 def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `make results`") -> str:
     """One caption line for figures drawn from committed result files: how many runs, which commits, where, when."""
     if not payloads:
@@ -171,3 +172,264 @@ def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `ma
     return (f"{what}: {len(payloads)} runs, perlkit commit {', '.join(commits)}, on {'; '.join(devices)}, "
             f"{when}")
 
+
+# ================================================================================================================
+# Chapters 01-06, 08 and 11 (introduction, method, training, base-to-novel, cross-dataset, domain generalisation,
+# dynamics, reproduce). Helpers in this section are used by those chapters; they rely on the imports above.
+# ================================================================================================================
+def display_name(name: str) -> str:
+    """A dataset key ('oxford_flowers') as the paper prints it ('Flowers102'); 'average' and unknown keys pass."""
+    from perlkit.data import DISPLAY_NAMES
+
+    return DISPLAY_NAMES.get(name, name.capitalize() if name == "average" else name)
+
+
+def image_grid(rows: Sequence[tuple[str, Sequence[tuple[object, str]]]], size: float = 1.25) -> plt.Figure:
+    """Sample images, one row per benchmark: ``rows`` = [(row title, [(PIL image, class name), ...]), ...]."""
+    n_cols = max(len(items) for _, items in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(size * n_cols + 1.2, size * len(rows) + 0.3),
+                             squeeze=False)
+    for r, (title, items) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(items):
+                image, label = items[c]
+                ax.imshow(image)
+                ax.set_title(_wrap(label, 16), fontsize=6.5, pad=2)
+        axes[r][0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center", labelpad=6)
+    fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.2)
+    return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(text), width)[:2])
+
+
+def zeroshot_chance_plot(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt.Figure:
+    """Zero-shot top-1 per benchmark (bars) against chance, 100 / #classes (black ticks).
+
+    ``frame`` has ``benchmark``, ``accuracy`` and ``chance`` columns, in display order.
+    """
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(frame) + 1.5), height))
+    order = list(frame["benchmark"])
+    sns.barplot(data=frame, x="benchmark", y="accuracy", order=order, color="tab:blue", ax=ax, label="zero-shot")
+    ax.scatter(range(len(frame)), frame["chance"], marker="_", s=250, color="black", zorder=3, label="chance")
+    ax.set_xlabel("")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", rotation=45)
+    for tick in ax.get_xticklabels():
+        tick.set_horizontalalignment("right")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def mask_heatmap(mask: pd.DataFrame, title: str = "", size: float = 4.2) -> plt.Figure:
+    """A causal attention mask as a 0/1 heatmap (1 = the row token may attend to the column token)."""
+    fig, ax = plt.subplots(figsize=(size + 0.6, size))
+    sns.heatmap(mask, cmap=sns.color_palette(["#f2f2f2", "#3a6ea5"], as_cmap=True), cbar=False, square=True,
+                linewidths=0.4, linecolor="white", ax=ax)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query")
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="both", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(steps: Sequence[dict], title: str = "", height: float = 3.0) -> plt.Figure:
+    """Per-step training loss and its two terms (cross-entropy, anchor) from a result's ``train.steps`` log."""
+    frame = pd.DataFrame(list(steps))
+    terms = [c for c in ("loss", "ce", "anchor") if c in frame.columns]
+    names = {"loss": "total loss", "ce": "cross-entropy", "anchor": "anchor 1 - cos(v0, vK)"}
+    fig, axes = plt.subplots(1, len(terms), figsize=(3.6 * len(terms), height), squeeze=False)
+    for ax, term in zip(axes[0], terms, strict=True):
+        sns.lineplot(data=frame, x="step", y=term, ax=ax, marker="o", markersize=3, linewidth=1)
+        ax.set_title(names[term], fontsize=10)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt.Figure:
+    """Base, novel and HM per dataset (x) for each method (colour): one panel per metric.
+
+    ``frame`` is a tidy table with ``method``, ``dataset`` (display names, in order) and ``base``/``novel``/``hm``.
+    """
+    long = frame.melt(id_vars=["method", "dataset"], value_vars=["base", "novel", "hm"], var_name="metric",
+                      value_name="accuracy")
+    long["metric"] = long["metric"].map(B2N_METRICS)
+    order = list(dict.fromkeys(frame["dataset"]))
+    grid = sns.catplot(data=long, x="dataset", y="accuracy", hue="method", col="metric", kind="point",
+                       order=order, hue_order=list(dict.fromkeys(frame["method"])), linestyle="none",
+                       dodge=0.3, markersize=5, height=height, aspect=1.15, errorbar=None)
+    grid.set_axis_labels("", "accuracy (%)")
+    grid.set_titles("{col_name}")
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", rotation=45)
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
+    grid.figure.tight_layout()
+    # legend (and title) above the panels, where they cannot hide a point
+    sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 0.99), ncol=frame["method"].nunique(), title=None,
+                    frameon=False)
+    if title:
+        grid.figure.suptitle(title, fontsize=10, y=1.1)
+    return grid.figure
+
+
+def accuracy_panels(panels: Sequence[tuple[str, pd.DataFrame]], height: float = 3.4) -> plt.Figure:
+    """Grouped accuracy bars per dataset (x) and method (colour), one panel per source with its own y axis.
+
+    Each frame is tidy (``method``, ``dataset``, ``accuracy``) and keeps its row order; mini and reported numbers
+    go in different panels, never in the same one.
+    """
+    widths = [max(3.0, 0.55 * frame["dataset"].nunique() + 1.5) for _, frame in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths), height), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, (title, frame) in zip(axes[0], panels, strict=True):
+        sns.barplot(data=frame, x="dataset", y="accuracy", hue="method", order=list(dict.fromkeys(frame["dataset"])),
+                    hue_order=list(dict.fromkeys(frame["method"])), ax=ax, errorbar=None)
+        ax.set_xlabel("")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8, title=None, loc="upper right")
+        ax.tick_params(axis="x", rotation=40)
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
+    fig.tight_layout()
+    return fig
+
+
+def transfer_wide(frame: pd.DataFrame, datasets: Sequence[str], methods: Sequence[str] | None = None,
+                  average: str | None = None) -> pd.DataFrame:
+    """Accuracy per method (rows) and dataset (columns, display names), averaged over seeds, as the paper prints.
+
+    ``frame`` is tidy (``method``, ``dataset``, ``accuracy``, optional ``seed``); ``average`` names the key of a
+    precomputed average (e.g. ``xd_average``) shown last as 'Average'.
+    """
+    methods = list(methods or dict.fromkeys(frame["method"]))
+    columns = [*datasets, *([average] if average else [])]
+    mean = frame.groupby(["method", "dataset"], sort=False)["accuracy"].mean().unstack("dataset")
+    wide = mean.reindex(index=methods, columns=columns)
+    wide.columns = [("Average" if c == average else display_name(c)) for c in columns]
+    wide.index = [METHOD_LABELS.get(m, m) for m in methods]
+    return wide.round(2)
+
+
+#: reasoning-dynamics metrics (columns of ``perlkit.experiments.reasoning_dynamics``) and their axis labels
+DYNAMICS_METRICS: dict[str, str] = {
+    "accuracy": "accuracy (%)",
+    "confidence": "target confidence (%)",
+    "brier": "Brier score",
+    "kl_from_step0": "KL(p_k || p_0)",
+}
+
+
+def dynamics_lines(frame: pd.DataFrame, hue: str = "subset", style: str | None = "dataset",
+                   height: float = 2.8) -> plt.Figure:
+    """Metrics against reasoning step 0..K (paper Figs. 4-5): one panel per metric, lines per ``hue``/``style``."""
+    metrics = [m for m in DYNAMICS_METRICS if m in frame.columns]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), height), squeeze=False)
+    for i, (ax, metric) in enumerate(zip(axes[0], metrics, strict=True)):
+        sns.lineplot(data=frame, x="step", y=metric, hue=hue, style=style, markers=True, dashes=True, ax=ax,
+                     errorbar=None, legend=i == len(metrics) - 1)
+        ax.set_xticks(sorted(frame["step"].unique()))
+        ax.set_xlabel("reasoning step k")
+        ax.set_ylabel("")
+        ax.set_title(DYNAMICS_METRICS[metric], fontsize=10)
+    legend = axes[0][-1].get_legend()
+    if legend is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8, title=None, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def step_probability_panels(probs: pd.DataFrame, true_class: str, height: float = 2.6) -> plt.Figure:
+    """Small multiples of one image's class probabilities at every step (the static twin of the slider).
+
+    ``probs`` has one row per (step, class) with ``step``, ``class`` and ``probability``; classes keep their order.
+    """
+    steps = sorted(probs["step"].unique())
+    classes = list(dict.fromkeys(probs["class"]))
+    fig, axes = plt.subplots(1, len(steps), figsize=(1.9 * len(steps) + 1.6, height), sharey=True, squeeze=False)
+    colours = ["tab:green" if c == true_class else "tab:grey" for c in classes]
+    for ax, step in zip(axes[0], steps, strict=True):
+        part = probs[probs["step"] == step].set_index("class").reindex(classes)
+        ax.barh(range(len(classes)), part["probability"], color=colours)
+        ax.set_xlim(0, 1)
+        ax.set_title("step 0 (zero-shot)" if step == 0 else f"step {step}", fontsize=9)
+        ax.set_xlabel("p", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[0][0].set_yticks(range(len(classes)), [_wrap(c, 22) for c in classes], fontsize=7)
+    axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def step_probability_bar(probs: pd.DataFrame, step: int, true_class: str, height: float = 2.6) -> plt.Figure:
+    """One step of :func:`step_probability_panels`, for the interactive explorer."""
+    classes = list(dict.fromkeys(probs["class"]))
+    part = probs[probs["step"] == step].set_index("class").reindex(classes)
+    fig, ax = plt.subplots(figsize=(4.8, height))
+    ax.barh(range(len(classes)), part["probability"],
+            color=["tab:green" if c == true_class else "tab:grey" for c in classes])
+    ax.set_yticks(range(len(classes)), [_wrap(c, 26) for c in classes], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability")
+    ax.set_title("step 0 (zero-shot)" if step == 0 else f"step {step}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def note_box(text: str, title: str = "Profile") -> object:
+    """A visible admonition-style box (rendered HTML) for the profile banner at the top of a chapter."""
+    import html
+
+    from IPython.display import HTML
+
+    return HTML(f'<div class="admonition note"><p class="admonition-title">{html.escape(title)}</p>'
+                f"<p>{html.escape(text)}</p></div>")
+
+
+#: how the book names methods in tables and legends
+METHOD_LABELS: dict[str, str] = {"zeroshot": "zero-shot CLIP", "perl": "PERL", "CLIP": "zero-shot CLIP"}
+
+
+def b2n_wide(frame: pd.DataFrame, methods: Sequence[str] | None = None, delta: str | None = None) -> pd.DataFrame:
+    """Base / Novel / HM per dataset (rows, paper order, average last) with one column block per method.
+
+    ``frame`` is tidy (``method``, ``dataset``, ``base``, ``novel``, ``hm``), e.g. ``b2n_summary`` output or the
+    reported rows. ``delta`` names a baseline method: a last column gives each other method's HM minus its HM.
+    """
+    from perlkit.data import DATASET_NAMES
+
+    methods = list(methods or dict.fromkeys(frame["method"]))
+    rank = {name: i for i, name in enumerate((*DATASET_NAMES, "average"))}
+    datasets = sorted(set(frame["dataset"]), key=lambda d: rank.get(d, len(rank)))
+    blocks = {}
+    for method in methods:
+        part = frame[frame["method"] == method].set_index("dataset").reindex(datasets)[["base", "novel", "hm"]]
+        blocks[METHOD_LABELS.get(method, method)] = part.rename(columns=B2N_METRICS)
+    wide = pd.concat(blocks, axis=1)
+    if delta is not None:
+        for method in methods:
+            if method != delta:
+                label = f"Δ HM ({METHOD_LABELS.get(method, method)} − {METHOD_LABELS.get(delta, delta)})"
+                wide[(label, "")] = blocks[METHOD_LABELS.get(method, method)]["HM"] - blocks[
+                    METHOD_LABELS.get(delta, delta)]["HM"]
+    wide.index = [display_name(d) for d in datasets]
+    return wide.round(2)

@@ -61,3 +61,18 @@ def test_tampered_weights_fail_clearly(tmp_path: Path, monkeypatch: pytest.Monke
     msg = str(err.value)
     assert str(bad) in msg and Wt.expected_sha256() in msg and Wt.sha256_file(bad) in msg
     assert "perlkit mini pretrain" in msg
+
+
+@pytest.mark.slow
+def test_pretraining_deterministic_and_resume_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from perlkit.mini import pretrain as P
+    ph = dict(P.PHASES[0])
+    monkeypatch.setattr(P, "PHASES", [dict(ph, steps=2), dict(ph, steps=2, lr=5e-4)])
+    monkeypatch.setattr(P, "DEFAULT_STEPS", 4)
+    kw = {"batch_size": 4, "progress": False, "final_eval": False}
+    straight = P.pretrain_mini_clip(tmp_path / "a", steps=4, **kw)
+    assert P.pretrain_mini_clip(tmp_path / "b", steps=4, **kw)["weights_sha256"] == straight["weights_sha256"]
+    P.pretrain_mini_clip(tmp_path / "c", steps=2, **kw)  # stops at the phase boundary, then resumes from it
+    resumed = P.pretrain_mini_clip(tmp_path / "c", steps=4, **kw)
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    assert resumed["loss_curve"] == straight["loss_curve"]

@@ -31,6 +31,7 @@ class Profile:
     eval_batch_size: int
     num_workers: int
     label: str
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for result provenance."""
@@ -73,6 +74,9 @@ def get_profile(name: str = "mini", **overrides: Any) -> Profile:
             eval_batch_size=256,
             num_workers=0,
             label="mini profile: perlkit's synthetic world and mini CLIP (not comparable with the paper's numbers)",
+            # the mini model's matrices are tiny: a second OpenMP thread buys little and, on a shared 2-core
+            # machine, spin-waiting threads made each step up to 30x slower (measured)
+            threads=1,
         )
     else:
         profile = Profile(

@@ -51,6 +51,8 @@ class Session:
 
     def __init__(self, profile: Profile | str = "mini", progress: bool = True, store: ResultStore | None = None):
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        if self.profile.threads:
+            torch.set_num_threads(self.profile.threads)
         self.progress = progress
         self.store = store or ResultStore(self.profile.name)
         self._backbone = None

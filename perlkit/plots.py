@@ -154,7 +154,7 @@ def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", he
     ax.set_xlabel("")
     ax.set_ylabel(f"{B2N_METRICS.get(metric, metric)} (%)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, ncols=2)
+    ax.legend(fontsize=8, title=None, bbox_to_anchor=(1.01, 1.0), loc="upper left", frameon=False)
     ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
     return fig

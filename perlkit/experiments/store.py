@@ -1,7 +1,7 @@
 """Result cache: one JSON file per run, keyed by a hash of everything that determines the run.
 
-Two layers are searched: the committed, read-only ``data/results/<profile>/`` (a full sweep run once with
-``make results``) and the writable user cache ``$PERLKIT_CACHE/results/<profile>/`` (default
+Two layers are searched, in this order: the committed, read-only ``data/results/<profile>/`` (a full sweep run
+once with ``make results``) and the writable user cache ``$PERLKIT_CACHE/results/<profile>/`` (default
 ``~/.cache/perlkit``). Writes are atomic, so a killed sweep resumes at the first missing run.
 """
 
@@ -89,9 +89,10 @@ class ResultStore:
         self.profile = profile
         self.write_dir = Path(root) / profile if root else cache_root() / "results" / profile
         self.checkpoint_dir = Path(root) / "checkpoints" / profile if root else cache_root() / "checkpoints" / profile
+        # shipped results first: the same spec then gives the same numbers on every machine (nbval stays stable)
         self.read_dirs = [self.write_dir]
         if use_shipped and not root:
-            self.read_dirs.append(SHIPPED_RESULTS / profile)
+            self.read_dirs.insert(0, SHIPPED_RESULTS / profile)
 
     def path_for(self, spec: RunSpec) -> Path:
         """Where a run's result is written."""

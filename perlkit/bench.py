@@ -20,7 +20,7 @@ the command line runs one torch thread on CPU unless ``--threads`` says otherwis
 synchronised wall time on CUDA, where the steps run under bf16 autocast (``perlkit.engine.autocast_context``).
 Wall-clock values are kept next to the CPU ones (``*_wall*`` keys).
 
-Block evaluations count calls of each block's attention module, so the readout-only last block of
+Block evaluations count calls of each block's first LayerNorm (``ln_1``), so the readout-only last block of
 ``FrozenCLIP.run_to_readout`` (keys and values from every token, the query, MLP and output only at CLS/EOS) counts
 as one evaluation, as in the paper's cost model; it is ~1/6 of a full block's work for zero-shot and PERL alike.
 
@@ -250,7 +250,7 @@ class PeakMemory:
 
 
 class BlockCounter:
-    """Counts evaluations of every residual block of both encoders, with forward hooks on their attention."""
+    """Counts evaluations of every residual block of both encoders, with forward hooks on their first LayerNorm."""
 
     def __init__(self, backbone: FrozenCLIP) -> None:
         self.backbone = backbone
@@ -260,8 +260,8 @@ class BlockCounter:
     def __enter__(self) -> BlockCounter:
         for modality in MODALITIES:
             for index, block in enumerate(self.backbone.blocks(modality)):
-                # the attention module runs once per block evaluation, also in the readout-only last block
-                module = getattr(block, "attn", block)
+                # ln_1 runs once per block evaluation, in open_clip's forward, perlkit's and the readout-only one
+                module = getattr(block, "ln_1", block)
                 self._handles.append(module.register_forward_hook(self._hook(modality, index)))
         return self
 

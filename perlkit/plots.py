@@ -236,7 +236,7 @@ def mask_heatmap(mask: pd.DataFrame, title: str = "", size: float = 4.2) -> plt.
     """A causal attention mask as a 0/1 heatmap (1 = the row token may attend to the column token)."""
     fig, ax = plt.subplots(figsize=(size + 0.6, size))
     sns.heatmap(mask, cmap=sns.color_palette(["#f2f2f2", "#3a6ea5"], as_cmap=True), cbar=False, square=True,
-                linewidths=0.4, linecolor="white", ax=ax)
+                linewidths=0.4, linecolor="white", xticklabels=True, yticklabels=True, vmin=0, vmax=1, ax=ax)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query")
     ax.set_title(title, fontsize=10)

@@ -28,6 +28,7 @@ test: install lint unit nbval
 
 lint: install
 	$(BIN)/ruff check perlkit tests
+	$(BIN)/ruff check --select F book  # chapters: undefined names and unused imports
 
 unit: install
 	$(BIN)/python -m pytest -q tests

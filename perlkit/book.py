@@ -42,6 +42,57 @@ def check_parameters(namespace: Mapping[str, Any], known: Iterable[str], chapter
         raise ParameterError(f"unknown profile {profile!r} for chapter {chapter!r}; use 'mini' or 'paper'")
 
 
+def as_list(value: Any) -> list[Any]:
+    """A papermill parameter as a list: ``-p seeds 2``, ``-p datasets dtd`` and ``-p seeds "[1, 2]"`` all work."""
+    import ast
+
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return [value]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def as_options(value: Any) -> dict[str, Any]:
+    """A method-options parameter as a dict (``-y "perl_options: {steps: 2}"`` or the string ``"{'steps': 2}"``)."""
+    import ast
+
+    value = ast.literal_eval(value) if isinstance(value, str) else value
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"method options must be a mapping such as {{'steps': 2}}, got {value!r}")
+    return dict(value)
+
+
+def open_session(
+    profile: str, data_root: str | None = None, pretrained: str | None = None, model: str | None = None
+) -> Any:
+    """The chapter's ``Session``: shared display settings, the profile, and a result store that cannot mix runs.
+
+    Result files are keyed by the run, not by the weights or the data, so a chapter run with its own ``data_root``,
+    ``pretrained`` or ``model`` gets a fresh temporary store instead of the committed results. The backbone is loaded
+    here: one first built inside a seeded run would shift that run's random initialisation.
+    """
+    import tempfile
+
+    import pandas as pd
+    import seaborn as sns
+
+    from perlkit.experiments import ResultStore, Session
+    from perlkit.profiles import get_profile
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    pd.options.display.float_format = "{:.2f}".format
+    custom = any(value is not None for value in (data_root, pretrained, model))
+    store = ResultStore(profile, root=tempfile.mkdtemp(prefix="perlkit-")) if custom else None
+    session = Session(get_profile(profile, data_root=data_root, pretrained=pretrained, model=model), progress=False,
+                      store=store)
+    _ = session.backbone
+    return session
+
+
 def profile_banner(profile: str) -> str:
     """The label every executed number carries, so mini numbers are never read as the paper's."""
     from perlkit.profiles import get_profile

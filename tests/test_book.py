@@ -155,3 +155,22 @@ def test_papermill_run_with_a_misspelt_parameter_fails_clearly(tmp_path: Path) -
     with pytest.raises(PapermillExecutionError, match=r"unknown parameter\(s\) stepz"):
         papermill.execute_notebook(str(source), str(out), parameters={"stepz": 3}, kernel_name="python3",
                                    cwd=str(tmp_path), progress_bar=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(2, [2]), ("dtd", ["dtd"]), ("[1, 2]", [1, 2]), ([1, 2, 3], [1, 2, 3]), (("a", "b"), ["a", "b"])],
+)
+def test_as_list_accepts_what_papermill_passes(value: object, expected: list) -> None:
+    from perlkit.book import as_list
+
+    assert as_list(value) == expected
+
+
+def test_as_options_parses_strings_and_rejects_non_mappings() -> None:
+    from perlkit.book import as_options
+
+    assert as_options("{'steps': 2}") == {"steps": 2}
+    assert as_options(None) == {} and as_options({"split": 8}) == {"split": 8}
+    with pytest.raises(ParameterError, match=r"must be a mapping .* got \[1, 2\]"):
+        as_options("[1, 2]")

@@ -96,3 +96,25 @@ def test_spec_key_is_stable_and_sensitive() -> None:
     a, b = RunSpec("b2n", "perl", "dtd"), RunSpec("b2n", "perl", "dtd", options={"steps": 2})
     assert a.key == RunSpec("b2n", "perl", "dtd").key and a.key != b.key
     assert Path(a.filename).suffix == ".json"
+
+
+def test_shipped_results_and_checkpoints_are_read_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import perlkit.experiments.store as store_module
+
+    shipped, cache = tmp_path / "shipped", tmp_path / "cache"
+    monkeypatch.setattr(store_module, "SHIPPED_RESULTS", shipped)
+    monkeypatch.setenv("PERLKIT_CACHE", str(cache))
+    spec = RunSpec(kind="b2n", method="perl", dataset="dtd", seed=1, profile="mini")
+    store = ResultStore("mini")
+    assert store.get(spec) is None and store.find_checkpoint(spec) is None
+    name = spec.filename.replace(".json", ".pt")
+    for folder in (cache / "checkpoints" / "mini", shipped / "checkpoints" / "mini"):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(b"x")
+        assert store.find_checkpoint(spec) == folder / name  # the shipped one wins once it exists
+    store.put(spec, {"schema": store_module.RESULT_SCHEMA, "spec": spec.to_dict(), "where": "cache"})
+    assert store.get(spec)["where"] == "cache" and store.path_for(spec).parent == cache / "results" / "mini"
+    (shipped / "mini").mkdir(parents=True)
+    (shipped / "mini" / spec.filename).write_text(
+        json.dumps({"schema": store_module.RESULT_SCHEMA, "spec": spec.to_dict(), "where": "shipped"}))
+    assert store.get(spec)["where"] == "shipped"

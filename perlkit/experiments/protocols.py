@@ -297,9 +297,10 @@ def reasoning_dynamics(session: Session, spec: RunSpec) -> pd.DataFrame:
 
     if spec.method != "perl":
         raise ValueError("reasoning dynamics are defined for PERL only")
-    ckpt = session.store.checkpoint_path(spec)
-    if not ckpt.is_file():
+    ckpt = session.store.find_checkpoint(spec)
+    if ckpt is None:
         session.base_to_novel(spec, recompute=True)
+        ckpt = session.store.checkpoint_path(spec)
     method = session.build(spec)
     load_checkpoint(method, ckpt)
     method.eval()

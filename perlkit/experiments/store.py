@@ -91,16 +91,23 @@ class ResultStore:
         self.checkpoint_dir = Path(root) / "checkpoints" / profile if root else cache_root() / "checkpoints" / profile
         # shipped results first: the same spec then gives the same numbers on every machine (nbval stays stable)
         self.read_dirs = [self.write_dir]
+        self.checkpoint_dirs = [self.checkpoint_dir]
         if use_shipped and not root:
             self.read_dirs.insert(0, SHIPPED_RESULTS / profile)
+            self.checkpoint_dirs.insert(0, SHIPPED_RESULTS / "checkpoints" / profile)
 
     def path_for(self, spec: RunSpec) -> Path:
         """Where a run's result is written."""
         return self.write_dir / spec.filename
 
     def checkpoint_path(self, spec: RunSpec) -> Path:
-        """Where a run's trained parameters are kept (never committed)."""
+        """Where a run's trained parameters are written."""
         return self.checkpoint_dir / spec.filename.replace(".json", ".pt")
+
+    def find_checkpoint(self, spec: RunSpec) -> Path | None:
+        """A run's stored checkpoint, shipped ones first (as for results), or None."""
+        name = spec.filename.replace(".json", ".pt")
+        return next((folder / name for folder in self.checkpoint_dirs if (folder / name).is_file()), None)
 
     def get(self, spec: RunSpec) -> dict[str, Any] | None:
         """The stored result of a run, or None; a corrupt file is reported and treated as missing."""

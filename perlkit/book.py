@@ -73,7 +73,8 @@ def open_session(
 
     Result files are keyed by the run, not by the weights or the data, so a chapter run with its own ``data_root``,
     ``pretrained`` or ``model`` gets a fresh temporary store instead of the committed results. The backbone is loaded
-    here: one first built inside a seeded run would shift that run's random initialisation.
+    here (one first built inside a seeded run would shift that run's random initialisation), and the data root resolved.
+    Chapters tag the cell that calls this ``nbval-ignore-output``: a first run's world-building progress is not a result.
     """
     import tempfile
 
@@ -90,6 +91,7 @@ def open_session(
     session = Session(get_profile(profile, data_root=data_root, pretrained=pretrained, model=model), progress=False,
                       store=store)
     _ = session.backbone
+    _ = session.data_root  # the mini world is built here on first use, so its progress bar stays in this cell
     return session
 
 

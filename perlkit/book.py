@@ -74,7 +74,7 @@ def open_session(
     Result files are keyed by the run, not by the weights or the data, so a chapter run with its own ``data_root``,
     ``pretrained`` or ``model`` gets a fresh temporary store instead of the committed results. The backbone is loaded
     here (one first built inside a seeded run would shift that run's random initialisation), and the data root resolved.
-    Chapters tag the cell that calls this ``nbval-ignore-output``: a first run's world-building progress is not a result.
+    Chapters tag the cell that calls this ``nbval-ignore-output``: first-run world-building progress is no result.
     """
     import tempfile
 

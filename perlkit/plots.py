@@ -44,15 +44,17 @@ def metric_panels(
             ax.set_xticks(range(len(values)), values)
         elif kind == "bar":
             sns.barplot(data=long, x="value", y="accuracy", hue="metric", order=values, ax=ax, errorbar=None)
-            lows = long["accuracy"].min()
-            ax.set_ylim(max(0.0, math.floor(lows - 5)), None)
+            ax.set_ylim(0, 100)  # bars start at 0, so their heights are the accuracies
             ax.tick_params(axis="x", rotation=30)
         else:
             raise ValueError(f"kind must be 'line' or 'bar', got {kind!r}")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(x_label)
-        ax.set_ylabel("accuracy (%)")
-        ax.legend(title=None, fontsize=8)
+        ax.set_ylabel("accuracy (%)" if kind == "bar" else "accuracy (%), axis not from 0")
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+    # one legend above the panels, where it cannot cover a line or a bar
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(labels), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -130,18 +132,19 @@ def block_evaluations_plot(frame: pd.DataFrame, zero_shot: float | None = None, 
     return fig
 
 
-def method_bars(
-    frame: pd.DataFrame, y: str, y_label: str, title: str = "", log: bool = False, height: float = 3.2
-) -> plt.Figure:
-    """One bar per method for a cost (ms per image, images per second, MB), in the frame's row order."""
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.8 * len(frame) + 1.5), height))
-    sns.barplot(data=frame, x="method", y=y, order=list(frame["method"]), ax=ax, color="tab:blue")
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("")
-    ax.set_ylabel(y_label)
-    ax.set_title(title, fontsize=10)
-    ax.tick_params(axis="x", rotation=30)
+def method_bars(panels: Sequence[tuple[str, pd.DataFrame, str, str]], height: float = 3.2) -> plt.Figure:
+    """One bar per method for a cost (ms per image, MB, ...), in the frame's row order; one panel per
+    ``(title, frame, column, y label)``, side by side in one figure. Rows without a value are left out."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), height), squeeze=False)
+    for ax, (title, frame, column, y_label) in zip(axes[0], panels, strict=True):
+        data = frame.dropna(subset=[column])
+        sns.barplot(data=data, x="method", y=column, order=list(data["method"]), ax=ax, color="tab:blue")
+        ax.set_xlabel("")
+        ax.set_ylabel(y_label)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="x", rotation=40)
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
     fig.tight_layout()
     return fig
 
@@ -153,8 +156,9 @@ def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", he
                 hue_order=list(dict.fromkeys(frame["method"])), ax=ax, errorbar=None)
     ax.set_xlabel("")
     ax.set_ylabel(f"{B2N_METRICS.get(metric, metric)} (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, title=None, bbox_to_anchor=(1.01, 1.0), loc="upper left", frameon=False)
+    ax.set_title(title, fontsize=10, pad=24)
+    ax.legend(fontsize=8, title=None, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=frame["method"].nunique(),
+              frameon=False)
     ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
     return fig
@@ -171,6 +175,51 @@ def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `ma
     when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown"
     return (f"{what}: {len(payloads)} runs, perlkit commit {', '.join(commits)}, on {'; '.join(devices)}, "
             f"{when}")
+
+
+def text_table(frame: pd.DataFrame, ints: Sequence[object] = (), decimals: int = 2) -> pd.DataFrame:
+    """A table's numbers as display text: '–' where a value is missing (never NaN or None), the columns in
+    ``ints`` as integers with thousands separators, other numbers with ``decimals`` decimals."""
+    import numbers
+
+    def cell(value: object, integer: bool) -> object:
+        if value is None or (isinstance(value, numbers.Real) and math.isnan(value)):
+            return "–"
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return value
+        return f"{round(value):,}" if integer else f"{value:,.{decimals}f}"
+
+    out = frame.copy().astype(object)
+    for column in out.columns:
+        out[column] = [cell(v, column in ints) for v in frame[column]]
+    return out
+
+
+def rst_to_markdown(text: str) -> str:
+    """A module docstring's reStructuredText inline markup as Markdown, for rendering in the book.
+
+    ``code`` becomes `code`; a ``*`` between two operands (``64*64``) is escaped so it is not read as emphasis;
+    the lines of each paragraph or list item are joined (a wrapped line that starts with ``+`` would otherwise
+    begin a Markdown list). *emphasis* and **strong** are the same in both.
+    """
+    import re
+
+    def inline(line: str) -> str:
+        parts = re.split(r"(``.+?``)", line)
+        return "".join(f"`{p[2:-2]}`" if p.startswith("``") else re.sub(r"(?<=[\w)\]])\*(?=[\w(\[])", r"\*", p)
+                       for p in parts)
+
+    blocks = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        items: list[str] = []
+        for line in block.splitlines():
+            starts_item = re.match(r"\s*(\*|\d+\.)\s", line)
+            if starts_item or not items:
+                items.append(line.rstrip())
+            else:
+                items[-1] += " " + line.strip()
+        blocks.append("\n".join(inline(item) for item in items))
+    return "\n\n".join(blocks)
 
 
 # ================================================================================================================
@@ -284,8 +333,8 @@ def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt
     # legend (and title) above the panels, where they cannot hide a point
     sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 0.99), ncol=frame["method"].nunique(), title=None,
                     frameon=False)
-    if title:
-        grid.figure.suptitle(title, fontsize=10, y=1.1)
+    if title:  # above the legend row
+        grid.figure.suptitle(title, fontsize=10, y=1.1, va="bottom")
     return grid.figure
 
 
@@ -298,14 +347,18 @@ def accuracy_panels(panels: Sequence[tuple[str, pd.DataFrame]], height: float = 
     widths = [max(3.0, 0.55 * frame["dataset"].nunique() + 1.5) for _, frame in panels]
     fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths), height), squeeze=False,
                              gridspec_kw={"width_ratios": widths})
+    methods = list(dict.fromkeys(m for _, frame in panels for m in frame["method"]))
+    palette = dict(zip(methods, sns.color_palette(n_colors=len(methods)), strict=True))  # one colour per method
     for ax, (title, frame) in zip(axes[0], panels, strict=True):
         sns.barplot(data=frame, x="dataset", y="accuracy", hue="method", order=list(dict.fromkeys(frame["dataset"])),
-                    hue_order=list(dict.fromkeys(frame["method"])), ax=ax, errorbar=None)
+                    hue_order=list(dict.fromkeys(frame["method"])), palette=palette, ax=ax, errorbar=None)
         ax.set_xlabel("")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8, title=None, loc="upper right")
+        ax.set_title(title, fontsize=10, pad=24)
+        # above the bars, under the title: a legend inside the axes hid the tallest bars
+        ax.legend(fontsize=8, title=None, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(methods),
+                  frameon=False)
         ax.tick_params(axis="x", rotation=40)
         for tick in ax.get_xticklabels():
             tick.set_horizontalalignment("right")
@@ -406,7 +459,9 @@ def note_box(text: str, title: str = "Profile") -> object:
 
 
 #: how the book names methods in tables and legends
-METHOD_LABELS: dict[str, str] = {"zeroshot": "zero-shot CLIP", "perl": "PERL", "CLIP": "zero-shot CLIP"}
+METHOD_LABELS: dict[str, str] = {
+    "zeroshot": "zero-shot CLIP", "perl": "PERL", "CLIP": "zero-shot CLIP", "PERL": "PERL",
+}
 
 
 def b2n_wide(frame: pd.DataFrame, methods: Sequence[str] | None = None, delta: str | None = None) -> pd.DataFrame:

@@ -68,7 +68,9 @@ def provenance(profile: dict[str, Any], device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         device_name = torch.cuda.get_device_name(device)
     else:
-        device_name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        cpu = platform.processor() or platform.machine()
+        device_name = f"CPU ({cpu}, {threads} thread{'s' if threads > 1 else ''})"
     return {
         "perlkit_version": perlkit.__version__,
         "git_commit": git_commit(),

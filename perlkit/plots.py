@@ -170,7 +170,8 @@ def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `ma
         return f"{what}: no result files"
     prov = [p.get("provenance", {}) for p in payloads]
     commits = sorted({str(p.get("git_commit", "unknown"))[:10] for p in prov})
-    devices = sorted({str(p.get("device", "unknown device")) for p in prov})
+    # result files written before the grammar fix say "1 threads"
+    devices = sorted({str(p.get("device", "unknown device")).replace(" 1 threads)", " 1 thread)") for p in prov})
     dates = sorted(str(p.get("created", ""))[:10] for p in prov if p.get("created"))
     when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown"
     return (f"{what}: {len(payloads)} runs, perlkit commit {', '.join(commits)}, on {'; '.join(devices)}, "
@@ -392,13 +393,13 @@ DYNAMICS_METRICS: dict[str, str] = {
 
 
 def dynamics_lines(frame: pd.DataFrame, hue: str = "subset", style: str | None = "dataset",
-                   height: float = 2.8) -> plt.Figure:
+                   height: float = 2.8, width: float = 3.3, palette: str | None = None) -> plt.Figure:
     """Metrics against reasoning step 0..K (paper Figs. 4-5): one panel per metric, lines per ``hue``/``style``."""
     metrics = [m for m in DYNAMICS_METRICS if m in frame.columns]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), height), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), height), squeeze=False)
     for i, (ax, metric) in enumerate(zip(axes[0], metrics, strict=True)):
         sns.lineplot(data=frame, x="step", y=metric, hue=hue, style=style, markers=True, dashes=True, ax=ax,
-                     errorbar=None, legend=i == len(metrics) - 1)
+                     errorbar=None, legend=i == len(metrics) - 1, palette=palette)
         ax.set_xticks(sorted(frame["step"].unique()))
         ax.set_xlabel("reasoning step k")
         ax.set_ylabel("")

@@ -396,17 +396,23 @@ def dynamics_lines(frame: pd.DataFrame, hue: str = "subset", style: str | None =
                    height: float = 2.8, width: float = 3.3, palette: str | None = None) -> plt.Figure:
     """Metrics against reasoning step 0..K (paper Figs. 4-5): one panel per metric, lines per ``hue``/``style``."""
     metrics = [m for m in DYNAMICS_METRICS if m in frame.columns]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(width * len(metrics), height), squeeze=False)
-    for i, (ax, metric) in enumerate(zip(axes[0], metrics, strict=True)):
+    cols = 2 if len(metrics) > 2 else len(metrics)  # four panels in one row were too small to read in the book
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for i, (ax, metric) in enumerate(zip(flat, metrics, strict=False)):
         sns.lineplot(data=frame, x="step", y=metric, hue=hue, style=style, markers=True, dashes=True, ax=ax,
-                     errorbar=None, legend=i == len(metrics) - 1, palette=palette)
+                     errorbar=None, legend=i == cols - 1, palette=palette)
         ax.set_xticks(sorted(frame["step"].unique()))
         ax.set_xlabel("reasoning step k")
         ax.set_ylabel("")
         ax.set_title(DYNAMICS_METRICS[metric], fontsize=10)
-    legend = axes[0][-1].get_legend()
+    for ax in flat[len(metrics):]:
+        ax.set_visible(False)
+    legend = flat[cols - 1].get_legend()
     if legend is not None:
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8, title=None, frameon=False)
+        sns.move_legend(flat[cols - 1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8, title=None,
+                        frameon=False)
     fig.tight_layout()
     return fig
 

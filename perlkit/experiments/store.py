@@ -143,10 +143,10 @@ def describe_sources(results: list[dict[str, Any]]) -> str:
     parts = []
     if shipped:
         commits = sorted({r["provenance"]["git_commit"][:7] for r in shipped})
-        devices = sorted({r["provenance"]["device"] for r in shipped})
+        devices = sorted({r["provenance"]["device"].replace(" 1 threads)", " 1 thread)") for r in shipped})
         dates = sorted({r["provenance"]["created"][:10] for r in shipped})
         parts.append(
-            f"{len(shipped)} precomputed by `make results` (data/results; commit {', '.join(commits)}; "
+            f"{len(shipped)} precomputed and committed (data/results; commit {', '.join(commits)}; "
             f"{'; '.join(devices)}; {', '.join(dates)})"
         )
     if local:

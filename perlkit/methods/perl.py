@@ -16,8 +16,10 @@ Choices the paper leaves open ([NS]/[INF] in the reference), made here and recor
 * Multi-depth variants (PERL-Deep / -Layer / -LayerStep of Table 4): at step k one token per listed depth is made
   from the same h(k-1); the tokens of depth d are prepended when the sequence reaches block d, so the sequence
   grows by k tokens at each depth. The base runs up to the first depth. Layer-specific = one projector per depth,
-  step-specific = one per step. This gives n x (5 d_v + 5 d_t + 2) parameters with n = depths x steps (Table 4
-  prints one projector more than that for every variant; the book shows the difference).
+  step-specific = one per step. This gives n x (5 d_v + 5 d_t + 2) parameters with n = 1 projector pair when
+  projectors are shared, and n = (depths if layer-specific else 1) x (steps if step-specific else 1) otherwise.
+  For the step-, layer- and layer-step-specific variants Table 4 prints one pair more than that (32K, 26K, 83K vs
+  25,608, 19,206, 76,824 here); the book shows the difference.
 """
 
 from __future__ import annotations

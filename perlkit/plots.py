@@ -88,9 +88,13 @@ def params_scatter(
     cannot sit on a log axis; like the paper's Fig. 1 it is drawn at ``zero_at`` (one value, or one per panel;
     None: a decade below the panel's smallest positive count) and its label says so.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), height), squeeze=False)
+    cols = min(2, len(panels))  # three panels in one row were too small to read in the book
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     zeros = list(zero_at) if isinstance(zero_at, Sequence) else [zero_at] * len(panels)
-    for ax, (title, frame), zero in zip(axes[0], panels, zeros, strict=True):
+    for ax, (title, frame), zero in zip(list(axes.flat)[: len(panels)], panels, zeros, strict=True):
         positive = frame.loc[frame["params"] > 0, "params"]
         if zero is None:
             zero = 10.0 ** (math.floor(math.log10(positive.min())) - 1) if len(positive) else 1.0
@@ -99,9 +103,16 @@ def params_scatter(
         colours = ["tab:red" if highlight and str(m).lower().startswith(highlight.lower()) else "tab:blue"
                    for m in data["method"]]
         ax.scatter(data["x"], data["accuracy"], c=colours, s=40, zorder=3)
-        for _, row in data.iterrows():
+        span = max(1e-9, data["accuracy"].max() - data["accuracy"].min())
+        placed: list[tuple[float, float]] = []
+        for _, row in data.sort_values("x").iterrows():
             name = f"{row['method']} (0, drawn at {zero_at:g})" if row["params"] <= 0 else str(row["method"])
-            ax.annotate(name, (row["x"], row["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            # a label near an already labelled point (x within 3x, y within 12% of the range) goes below its point
+            crowded = any(abs(math.log10(row["x"] / x)) < 0.5 and abs(row["accuracy"] - y) < 0.12 * span
+                          for x, y in placed)
+            placed.append((row["x"], row["accuracy"]))
+            ax.annotate(name, (row["x"], row["accuracy"]), textcoords="offset points",
+                        xytext=(4, -11) if crowded else (4, 4), fontsize=8)
         ax.set_xscale("log")
         lo, hi = data["x"].min(), data["x"].max()
         ax.set_xlim(lo / 2, hi * 4)

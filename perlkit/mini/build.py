@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from perlkit.data.registry import SPECS
 from perlkit.mini.world import BENCHMARKS, WORLD_VERSION, Bench, bench_concepts_cached, render_bench_image
 
 SPLITS = ("train", "val", "test")
@@ -103,24 +104,11 @@ def _eurosat_folders() -> dict[str, str]:
 _EUROSAT_FOLDER = _eurosat_folders()
 _AR_LABEL = [i for i in range(100) if i % 5 in (1, 3)]
 
-DATASET_DIR = {
-    "imagenet": "imagenet", "caltech101": "caltech-101", "oxford_pets": "oxford_pets",
-    "stanford_cars": "stanford_cars", "oxford_flowers": "oxford_flowers", "food101": "food-101",
-    "fgvc_aircraft": "fgvc_aircraft", "sun397": "sun397", "dtd": "dtd", "eurosat": "eurosat", "ucf101": "ucf101",
-    "imagenet_v2": "imagenetv2", "imagenet_sketch": "imagenet-sketch", "imagenet_a": "imagenet-adversarial",
-    "imagenet_r": "imagenet-rendition",
-}
-SPLIT_FILE = {
-    "caltech101": "split_zhou_Caltech101.json", "oxford_pets": "split_zhou_OxfordPets.json",
-    "stanford_cars": "split_zhou_StanfordCars.json", "oxford_flowers": "split_zhou_OxfordFlowers.json",
-    "food101": "split_zhou_Food101.json", "sun397": "split_zhou_SUN397.json",
-    "dtd": "split_zhou_DescribableTextures.json", "eurosat": "split_zhou_EuroSAT.json",
-    "ucf101": "split_zhou_UCF101.json",
-}
+# the layout comes from the readers' own registry, so the mini world is written exactly where they look
+DATASET_DIR = {key: spec.folder for key, spec in SPECS.items()}
+SPLIT_FILE = {key: spec.split_file for key, spec in SPECS.items() if spec.split_file}
 # the image dir that split-zhou relpaths are relative to (Cars: the dataset dir itself)
-IMAGE_DIR = {"caltech101": "101_ObjectCategories", "oxford_pets": "images", "stanford_cars": "",
-             "oxford_flowers": "jpg", "food101": "images", "sun397": "SUN397", "dtd": "images", "eurosat": "2750",
-             "ucf101": "UCF-101-midframes"}
+IMAGE_DIR = {key: "" if SPECS[key].paths_relative_to_dataset_dir else SPECS[key].image_dir for key in SPLIT_FILE}
 
 
 def _write(path: Path, data: bytes) -> None:

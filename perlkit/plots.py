@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-# ================================================================================================================
-# Chapters 07 (ablations), 09 (efficiency) and 10 (comparison).
-# Helpers below this line are used by those three chapters only; add shared helpers above this section.
-# ================================================================================================================
-import math  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+import math
+from collections.abc import Sequence
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from perlkit.experiments.store import device_label
+
+# ================================================================================================================
+# Chapters 07 (ablations), 09 (efficiency) and 10 (comparison); provenance_caption also serves chapter 04.
+# ================================================================================================================
 
 #: the three base-to-novel metrics, in the order and with the names the paper's figures use
 B2N_METRICS: dict[str, str] = {"base": "Base", "novel": "Novel", "hm": "HM"}
@@ -125,24 +127,6 @@ def params_scatter(
     return fig
 
 
-def block_evaluations_plot(frame: pd.DataFrame, zero_shot: float | None = None, height: float = 3.2) -> plt.Figure:
-    """Vision blocks run per image against the number of steps K: the cost model and every measured count.
-
-    ``frame`` has ``K``, ``blocks`` and ``source`` (e.g. 'cost model J + (K+1)(L-J)', 'measured, live').
-    """
-    fig, ax = plt.subplots(figsize=(5.0, height))
-    sns.lineplot(data=frame, x="K", y="blocks", hue="source", style="source", markers=True, dashes=False,
-                 ax=ax, errorbar=None)
-    if zero_shot is not None:
-        ax.axhline(zero_shot, color="grey", linestyle=":", label="zero-shot CLIP (L)")
-    ax.set_xticks(sorted(frame["K"].unique()))
-    ax.set_xlabel("reasoning steps K")
-    ax.set_ylabel("vision blocks per image")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def method_bars(panels: Sequence[tuple[str, pd.DataFrame, str, str]], height: float = 3.2) -> plt.Figure:
     """One bar per method for a cost (ms per image, MB, ...), in the frame's row order; one panel per
     ``(title, frame, column, y label)``, side by side in one figure. Rows without a value are left out."""
@@ -181,8 +165,7 @@ def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `ma
         return f"{what}: no result files"
     prov = [p.get("provenance", {}) for p in payloads]
     commits = sorted({str(p.get("git_commit", "unknown"))[:10] for p in prov})
-    # result files written before the grammar fix say "1 threads"
-    devices = sorted({str(p.get("device", "unknown device")).replace(" 1 threads)", " 1 thread)") for p in prov})
+    devices = sorted({device_label(p) for p in prov})
     dates = sorted(str(p.get("created", ""))[:10] for p in prov if p.get("created"))
     when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown"
     return (f"{what}: {len(payloads)} runs, perlkit commit {', '.join(commits)}, on {'; '.join(devices)}, "

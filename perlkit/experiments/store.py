@@ -136,6 +136,11 @@ class ResultStore:
         return path
 
 
+def device_label(provenance: dict[str, Any]) -> str:
+    """The device a result was computed on, as captions print it (files written before 2026-11-23 say '1 threads')."""
+    return str(provenance.get("device", "unknown device")).replace(" 1 threads)", " 1 thread)")
+
+
 def describe_sources(results: list[dict[str, Any]]) -> str:
     """One sentence saying where a table's runs came from: shipped precomputed files or this machine's runs."""
     shipped = [r for r in results if str(SHIPPED_RESULTS) in r.get("_path", "")]
@@ -143,7 +148,7 @@ def describe_sources(results: list[dict[str, Any]]) -> str:
     parts = []
     if shipped:
         commits = sorted({r["provenance"]["git_commit"][:7] for r in shipped})
-        devices = sorted({r["provenance"]["device"].replace(" 1 threads)", " 1 thread)") for r in shipped})
+        devices = sorted({device_label(r["provenance"]) for r in shipped})
         dates = sorted({r["provenance"]["created"][:10] for r in shipped})
         parts.append(
             f"{len(shipped)} precomputed and committed (data/results; commit {', '.join(commits)}; "

@@ -37,12 +37,12 @@ nbval: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(CHAPTERS)
 
-## make results: run (or resume) the full mini sweep behind the book into data/results (long)
+## make results: run (or resume) the full mini sweep behind the book into data/results (long; maintainers)
 results: install
-	$(BIN)/perlkit results --profile mini
+	$(BIN)/perlkit results --profile mini --ship
 
 bench: install
-	$(BIN)/perlkit bench --profile mini --json
+	$(BIN)/perlkit bench --profile mini --json --ship
 
 clean:
 	rm -rf _build

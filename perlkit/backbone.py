@@ -33,9 +33,11 @@ from pathlib import Path
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.transformer import ResidualAttentionBlock
+from open_clip.transformer import CustomResidualAttentionBlock, ResidualAttentionBlock
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from perlkit.files import sha256_file
 
 MODALITIES = ("vision", "text")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -53,15 +55,6 @@ class EncodedTokens:
 
     hidden: torch.Tensor  # [N, L, d]
     readout: torch.Tensor  # [N] long, index of CLS (vision) or EOS (text) before any prepended token
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, used to verify shipped and user-supplied weights."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def list_models() -> list[str]:
@@ -109,11 +102,51 @@ def _load_open_clip(model: str, pretrained: str | None, sha256: str | None) -> n
         with _quiet_random_init():
             return open_clip.create_model(model, pretrained=pretrained or None, device="cpu")
     except (RuntimeError, OSError, ValueError) as err:  # network or file problems surface here
+        if looks_like_file:  # a readable file that failed to load: most often one saved from another architecture
+            mismatch = _weights_mismatch(model, pretrained)
+            if mismatch:
+                raise BackboneError(
+                    f"weights file {pretrained} does not fit model {model!r} ({mismatch}): pass the model it was "
+                    "saved from, or weights made for this model"
+                ) from err
+            raise BackboneError(f"could not load weights file {pretrained} into model {model!r}: {err}") from err
         raise BackboneError(
             f"could not load weights {pretrained!r} for {model!r}: {err}. Offline machines cannot download "
             "pretrained tags; pass a local checkpoint file instead (for OpenAI's ViT-B/16 use model "
             "'ViT-B-16-quickgelu' with the path to ViT-B-16.pt), or pretrained=None for random weights."
         ) from err
+
+
+def _weights_mismatch(model: str, path: str) -> str:
+    """How a state-dict file's tensor names and shapes differ from a model's ('' when they agree or it can't tell).
+
+    Positional embeddings are left out (open_clip resizes them on load), and so is ``logit_bias`` (it fills it in).
+    """
+    from open_clip.factory import load_state_dict
+    from open_clip.model import convert_to_custom_text_state_dict
+
+    try:
+        with _quiet_random_init():
+            built = open_clip.create_model(model, pretrained=None)
+        state = load_state_dict(path)
+        if "positional_embedding" in state and not hasattr(built, "positional_embedding"):
+            state = convert_to_custom_text_state_dict(state)  # as open_clip does for CustomTextCLIP models
+    except Exception:  # noqa: BLE001 - unreadable or exotic files keep open_clip's own message
+        return ""
+    expected = {k: tuple(v.shape) for k, v in built.state_dict().items() if k != "logit_bias"}
+    found = {k: tuple(v.shape) for k, v in state.items() if k != "logit_bias"}
+    shapes = sorted(k for k in expected.keys() & found.keys()
+                    if expected[k] != found[k] and not k.endswith("positional_embedding"))
+    missing, unexpected = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    parts = []
+    if shapes:
+        parts.append(f"{len(shapes)} tensors differ in shape, e.g. {shapes[0]} {list(found[shapes[0]])} in the file "
+                     f"vs {list(expected[shapes[0]])} in the model")
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    return "; ".join(parts)
 
 
 def _plain_block(block: nn.Module) -> bool:
@@ -146,6 +179,47 @@ def _block_forward(block: nn.Module, x: torch.Tensor, causal: bool) -> torch.Ten
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
+def _unsupported_parts(model: nn.Module) -> list[str]:
+    """What in an open_clip model the split-at-J wrapper cannot run, one phrase each (empty: supported).
+
+    Supported: ViT towers of open_clip's ``ResidualAttentionBlock`` (self-attention) or
+    ``CustomResidualAttentionBlock``, CLS readout with ``ln_post`` then ``proj``, a causal text transformer read at
+    its argmax (EOS) token. Encoders may differ in depth and width (ViT-L/14: 24 vision, 12 text blocks).
+    """
+    problems = []
+    visual = getattr(model, "visual", None)
+    if not hasattr(getattr(visual, "transformer", None), "resblocks"):
+        problems.append(f"vision tower {type(visual).__name__} is not an open_clip ViT (timm and ResNet towers lack "
+                        "the transformer blocks that methods run one by one)")
+    else:
+        if getattr(visual, "attn_pool", None) is not None:
+            problems.append("vision attentional pooling (attn_pool, CoCa) replaces the CLS readout")
+        if getattr(visual, "final_ln_after_pool", False):
+            problems.append("vision final_ln_after_pool (CLIPA) changes the readout")
+        if getattr(visual, "pool_type", "tok") != "tok":
+            problems.append(f"vision pool_type {visual.pool_type!r} (only 'tok', the CLS readout)")
+    text = getattr(model, "text", model)
+    if not hasattr(getattr(text, "transformer", None), "resblocks") or not hasattr(text, "token_embedding"):
+        problems.append(f"text tower {type(text).__name__} is not an open_clip text transformer (Hugging Face towers "
+                        "are not supported)")
+    else:
+        pool = getattr(model, "text_pool_type", getattr(text, "pool_type", "argmax"))
+        if pool != "argmax":
+            problems.append(f"text pool_type {pool!r} (only 'argmax', the EOS readout)")
+        if getattr(text, "cls_emb", None) is not None:
+            problems.append("text embed_cls (a CLS token appended after the prompt, CoCa)")
+        if getattr(text, "attn_mask", True) is None:
+            problems.append("bidirectional text attention (no_causal_mask): refinement rebuilds a causal mask")
+    towers = (("vision", getattr(visual, "transformer", None)), ("text", getattr(text, "transformer", None)))
+    for name, transformer in towers:
+        for block in getattr(transformer, "resblocks", []):
+            if type(block) not in (ResidualAttentionBlock, CustomResidualAttentionBlock) or hasattr(block, "ln_1_kv"):
+                problems.append(f"{name} block type {type(block).__name__} (only self-attention ResidualAttentionBlock "
+                                "or CustomResidualAttentionBlock)")
+                break
+    return problems
+
+
 class FrozenCLIP(nn.Module):
     """Frozen open_clip CLIP with split-at-J access to both encoders (see module docstring)."""
 
@@ -154,21 +228,17 @@ class FrozenCLIP(nn.Module):
         self.model = model
         self.model_name = model_name
         self.pretrained = pretrained
-        visual = model.visual
-        if getattr(visual, "attn_pool", None) is not None or getattr(visual, "final_ln_after_pool", False):
-            raise BackboneError(f"{model_name}: attentional or post-pool-LN vision towers are not supported")
-        if getattr(visual, "pool_type", "tok") != "tok":
-            raise BackboneError(f"{model_name}: vision pool_type must be 'tok' (CLS readout), got {visual.pool_type}")
-        text = getattr(model, "text", model)  # CustomTextCLIP keeps the tower in .text
-        if getattr(model, "text_pool_type", getattr(text, "pool_type", "argmax")) != "argmax":
-            raise BackboneError(f"{model_name}: text pooling must be 'argmax' (EOS readout)")
-        self._text = text
+        problems = _unsupported_parts(model)
+        if problems:
+            raise BackboneError(f"{model_name or type(model).__name__} is not supported: {'; '.join(problems)}")
+        self._text = getattr(model, "text", model)  # CustomTextCLIP keeps the tower in .text
         for param in self.model.parameters():
             param.requires_grad_(False)
         self.model.eval()
         self.use_checkpointing = False
         self._mask_cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
         self._tokenizer: Callable[[list[str]], torch.Tensor] | None = None
+        self._weights_sha256: str | None = None
 
     # ------------------------------------------------------------------ shapes
     def blocks(self, modality: str) -> nn.ModuleList:
@@ -183,12 +253,19 @@ class FrozenCLIP(nn.Module):
         """Residual-stream width d_m of one encoder (768/512 for ViT-B/16)."""
         return self.model.visual.transformer.width if modality == "vision" else self._text.transformer.width
 
+    def depth(self, modality: str) -> int:
+        """Number of blocks of one encoder (ViT-L/14: 24 vision, 12 text); methods map their layers per encoder."""
+        return len(self.blocks(modality))
+
     @property
     def num_layers(self) -> int:
-        """L, the number of blocks per encoder (both encoders must agree, as in every CLIP)."""
-        n_vision, n_text = len(self.blocks("vision")), len(self.blocks("text"))
+        """L when both encoders have the same depth (ViT-B); for others ask ``depth(modality)`` per encoder."""
+        n_vision, n_text = self.depth("vision"), self.depth("text")
         if n_vision != n_text:
-            raise BackboneError(f"encoders differ in depth ({n_vision} vs {n_text}); PERL assumes equal L")
+            raise BackboneError(
+                f"{self.model_name}: encoders differ in depth ({n_vision} vision vs {n_text} text blocks), so there "
+                "is no single L; use depth('vision') / depth('text')"
+            )
         return n_vision
 
     @property
@@ -228,6 +305,19 @@ class FrozenCLIP(nn.Module):
     def device(self) -> torch.device:
         """Where the frozen weights live."""
         return self.model.logit_scale.device
+
+    def weights_sha256(self) -> str:
+        """sha256 over the frozen tensors (names, dtypes, bytes): ties checkpoints and results to these weights.
+
+        Computed from the loaded tensors rather than a file, so it also identifies random or downloaded weights.
+        """
+        if self._weights_sha256 is None:
+            digest = hashlib.sha256()
+            for name, tensor in sorted(self.model.state_dict().items()):
+                digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\0".encode())
+                digest.update(tensor.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy().tobytes())
+            self._weights_sha256 = digest.hexdigest()
+        return self._weights_sha256
 
     # ------------------------------------------------------------------ pieces
     def embed(self, modality: str, x: torch.Tensor) -> EncodedTokens:
@@ -272,7 +362,7 @@ class FrozenCLIP(nn.Module):
             hidden = hidden.transpose(0, 1)
         for block in blocks[start:end]:
             if checkpointed:
-                hidden = checkpoint(block, hidden, None, None, mask, use_reentrant=False)
+                hidden = checkpoint(block, hidden, attn_mask=mask, use_reentrant=False)
             else:
                 hidden = block(hidden, attn_mask=mask)
         if not transformer.batch_first:
@@ -369,8 +459,14 @@ def create_backbone(
     sha256: str | None = None,
     device: str | torch.device = "cpu",
 ) -> FrozenCLIP:
-    """Build a frozen backbone from an open_clip name (or a perlkit config) and a tag, local file or nothing."""
-    clip = _load_open_clip(model, pretrained, sha256)
+    """Build a frozen backbone from an open_clip name (or a perlkit config) and a tag, local file or nothing.
+
+    Building draws random numbers (open_clip initialises before loading); it does so from a private generator
+    seeded with 0, so the caller's random state is untouched and "random weights" are the same in every process.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        clip = _load_open_clip(model, pretrained, sha256)
     return FrozenCLIP(clip, model_name=model, pretrained=pretrained).to(device)
 
 

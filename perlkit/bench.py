@@ -82,7 +82,8 @@ from tqdm.auto import tqdm
 
 import perlkit
 from perlkit.backbone import MODALITIES, FrozenCLIP, create_backbone
-from perlkit.engine import _optimizer, atomic_write_json, autocast_context, git_commit, recipe
+from perlkit.engine import _optimizer, autocast_context, recipe
+from perlkit.files import atomic_write_json, device_name, git_commit
 from perlkit.methods import ClassSet, Method, build_method, list_methods
 
 SCHEMA = "perlkit-bench-v1"
@@ -334,20 +335,6 @@ def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU model with the thread count torch uses."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    threads = torch.get_num_threads()
-    return f"{model} ({threads} thread{'s' if threads > 1 else ''})"
-
-
 def device_tag(device: torch.device) -> str:
     """Short file-name form of the device: 'cpu' or 'cuda-<gpu name>'."""
     if device.type != "cuda":
@@ -355,10 +342,10 @@ def device_tag(device: torch.device) -> str:
     return "cuda-" + re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
 
 
-def default_output(profile: str, model: str, device: torch.device) -> Path:
-    """data/bench/<profile>-<device>.json, with the model in the name when it is not the profile's own."""
+def default_output(profile: str, model: str, device: torch.device, folder: Path = BENCH_DIR) -> Path:
+    """<folder>/<profile>-<device>.json, with the model in the name when it is not the profile's own."""
     stem = profile if model == PROFILE_MODELS[profile] else f"{profile}-{model}"
-    return BENCH_DIR / f"{stem}-{device_tag(device)}.json"
+    return folder / f"{stem}-{device_tag(device)}.json"
 
 
 # ------------------------------------------------------------------------------------------------ the phases
@@ -741,7 +728,7 @@ def _settings_from_args(args: argparse.Namespace, device: torch.device) -> Bench
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Run the bench, save its JSON under data/bench/ and print a table (or only the JSON with --json)."""
+    """Run the bench, save its JSON (user cache; data/bench/ with --ship) and print a table (or the JSON)."""
     resolve_methods(args.methods)  # fail fast on a typo, before building anything
     device = torch.device(args.device or ("cuda" if args.profile == "paper" and torch.cuda.is_available() else "cpu"))
     threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else 0)
@@ -757,7 +744,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if not args.no_save:
-        out = Path(args.out) if args.out else default_output(args.profile, result["model"], device)
+        from perlkit.cli import output_root
+        from perlkit.files import cache_root
+
+        folder = output_root(None, args.ship, BENCH_DIR) or cache_root() / "bench"
+        out = Path(args.out) if args.out else default_output(args.profile, result["model"], device, folder)
         atomic_write_json(out, result)
         print(f"perlkit bench: wrote {out}", file=sys.stderr)
     if args.json:
@@ -779,7 +770,8 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: 1 on CPU, for single-core timings; 0: torch's own default)")
-    p.add_argument("--out", default=None, help="JSON path (default: data/bench/<profile>-<device>.json)")
+    p.add_argument("--out", default=None, help="JSON path (default: <cache>/bench/<profile>-<device>.json)")
+    p.add_argument("--ship", action="store_true", help="write into the repository's data/bench/ (maintainers)")
     p.add_argument("--no-save", action="store_true", help="do not write the JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sizes = p.add_argument_group("sizes (override the profile's defaults)")

@@ -23,8 +23,13 @@ class ParameterError(ValueError):
     """An unknown or invalid papermill parameter."""
 
 
-def check_parameters(namespace: Mapping[str, Any], known: Iterable[str], chapter: str) -> None:
-    """Fail clearly when papermill injected a parameter the chapter does not define (papermill only warns)."""
+def check_parameters(
+    namespace: Mapping[str, Any], known: Iterable[str], chapter: str,
+    datasets: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Fail clearly, before any work, when papermill injected a parameter the chapter does not define (papermill only
+    warns) or a dataset parameter names a dataset the chapter's protocol cannot run (``datasets`` maps a parameter
+    to the datasets it accepts; "all" is accepted too)."""
     known = set(known)
     names = {
         name for name, value in namespace.items()
@@ -40,6 +45,33 @@ def check_parameters(namespace: Mapping[str, Any], known: Iterable[str], chapter
     profile = namespace.get("profile")
     if profile is not None and profile not in ("mini", "paper"):
         raise ParameterError(f"unknown profile {profile!r} for chapter {chapter!r}; use 'mini' or 'paper'")
+    for name, allowed in (datasets or {}).items():
+        check_datasets(namespace.get(name), allowed, name, chapter)
+
+
+def check_datasets(value: Any, allowed: Sequence[str], name: str, chapter: str) -> list[str]:
+    """The datasets a parameter names (registry keys), or a ``ParameterError`` naming the one that does not fit."""
+    from perlkit.data import DatasetError, canonical_name
+
+    if value == "all":
+        return list(allowed)
+    names = as_list(value)
+    if not names:
+        raise ParameterError(f"parameter {name} of chapter {chapter!r} names no dataset; choose from "
+                             f"{', '.join(allowed)}")
+    keys = []
+    for item in names:
+        try:
+            key = canonical_name(str(item))
+        except DatasetError:
+            key = None
+        if key not in allowed:
+            raise ParameterError(
+                f"parameter {name}={item!r} of chapter {chapter!r}: not a dataset this chapter can run; "
+                f"choose from {', '.join(allowed)}"
+            )
+        keys.append(key)
+    return keys
 
 
 def as_list(value: Any) -> list[Any]:
@@ -69,29 +101,25 @@ def as_options(value: Any) -> dict[str, Any]:
 def open_session(
     profile: str, data_root: str | None = None, pretrained: str | None = None, model: str | None = None
 ) -> Any:
-    """The chapter's ``Session``: shared display settings, the profile, and a result store that cannot mix runs.
+    """The chapter's ``Session``: shared display settings, the profile, and its result store.
 
-    Result files are keyed by the run, not by the weights or the data, so a chapter run with its own ``data_root``,
-    ``pretrained`` or ``model`` gets a fresh temporary store instead of the committed results. The backbone is loaded
-    here (one first built inside a seeded run would shift that run's random initialisation), and the data root resolved.
-    Chapters tag the cell that calls this ``nbval-ignore-output``: first-run world-building progress is no result.
+    The store is the profile's own (``Profile.store_name``): the one ``perlkit results`` fills and every chapter
+    reads, so a sweep run once on the command line or a cluster is what the chapters show, and chapters share what
+    they train. Other weights or another ``model`` get their own folder, never mixed with these. The backbone is
+    loaded here, and the data root resolved (the mini world is built on first use, so its progress bar stays in
+    this cell; chapters tag it ``nbval-ignore-output``).
     """
-    import tempfile
-
     import pandas as pd
     import seaborn as sns
 
-    from perlkit.experiments import ResultStore, Session
+    from perlkit.experiments import Session
     from perlkit.profiles import get_profile
 
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
     pd.options.display.float_format = "{:.2f}".format
-    custom = any(value is not None for value in (data_root, pretrained, model))
-    store = ResultStore(profile, root=tempfile.mkdtemp(prefix="perlkit-")) if custom else None
-    session = Session(get_profile(profile, data_root=data_root, pretrained=pretrained, model=model), progress=False,
-                      store=store)
+    session = Session(get_profile(profile, data_root=data_root, pretrained=pretrained, model=model), progress=False)
     _ = session.backbone
-    _ = session.data_root  # the mini world is built here on first use, so its progress bar stays in this cell
+    _ = session.data_root
     return session
 
 

@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from perlkit.bench import add_bench_command
 from perlkit.data.cli import add_data_commands
 from perlkit.mini.cli import add_mini_commands
+from perlkit.smoke import add_smoke_command
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -45,11 +47,13 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 def cmd_zeroshot(args: argparse.Namespace) -> int:
     """Zero-shot accuracy of a profile's CLIP on all 15 benchmarks (builds the mini world on first use)."""
+    from perlkit.data import DATASET_NAMES
     from perlkit.experiments import Session
     from perlkit.profiles import get_profile
 
     profile = get_profile(args.profile, data_root=args.data_root, pretrained=args.pretrained, model=args.model)
-    rows = Session(profile, progress=not args.json).zeroshot_benchmarks(template=args.template)
+    session = Session(profile, progress=not args.json, skip_corrupt=args.skip_corrupt)
+    rows = session.zeroshot_benchmarks(args.datasets or DATASET_NAMES, template=args.template)
     if args.json:
         print(json.dumps({"profile": profile.name, "model": profile.model, "template": args.template,
                           "benchmarks": rows}, indent=2))
@@ -62,17 +66,34 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def output_root(out: str | None, ship: bool, shipped: Path) -> Path | None:
+    """Where a command writes: ``--out``, the repository's ``data/`` with ``--ship``, else None (the user cache).
+
+    Only an explicit ``--ship`` (or an ``--out`` naming it) writes into the repository, so no command overwrites a
+    committed file by accident.
+    """
+    if ship and out:
+        raise ValueError("give either --ship (write into the repository's data/) or --out DIR, not both")
+    if ship:
+        return shipped
+    return Path(out) if out else None
+
+
 def cmd_results(args: argparse.Namespace) -> int:
     """Run (or resume) the full sweep behind the book and write its result JSONs (``make results``)."""
+    from perlkit.experiments.store import SHIPPED_RESULTS
     from perlkit.experiments.sweeps import run_full_sweep
 
-    run_full_sweep(profile=args.profile, seeds=tuple(args.seeds), out=args.out, parts=args.parts)
+    out = output_root(args.out, args.ship, SHIPPED_RESULTS)
+    where = run_full_sweep(profile=args.profile, seeds=tuple(args.seeds), out=out, parts=args.parts)
+    print(f"perlkit results: results in {where}", file=sys.stderr)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="perlkit", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("params", help="count trainable and total parameters of a method")
@@ -87,32 +108,55 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--profile", default="mini", choices=["mini", "paper"])
     z.add_argument("--data-root", default=None)
     z.add_argument("--model", default=None)
-    z.add_argument("--pretrained", default=None)
+    z.add_argument("--pretrained", default=None, help="open_clip tag, local weights file, or 'random'")
     z.add_argument("--template", default="coop", choices=["coop", "single"])
+    z.add_argument("--datasets", nargs="+", default=None, metavar="NAME", help="subset of the 15 benchmarks")
+    z.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images with a warning")
     z.add_argument("--json", action="store_true")
     z.set_defaults(func=cmd_zeroshot)
 
     r = sub.add_parser("results", help="run or resume the full sweep behind the book (make results)")
     r.add_argument("--profile", default="mini", choices=["mini", "paper"])
     r.add_argument("--seeds", type=int, nargs="+", default=[1])
-    r.add_argument("--out", default=None, help="results folder (default: data/results, the shipped results)")
+    r.add_argument("--out", default=None, help="results folder (default: the user cache, which the chapters read)")
+    r.add_argument("--ship", action="store_true", help="write into the repository's data/results (maintainers)")
     r.add_argument("--parts", nargs="+", default=None, help="subset of the sweep (b2n transfer ablations rivals)")
     r.set_defaults(func=cmd_results)
 
     add_data_commands(sub)
     add_mini_commands(sub)
     add_bench_command(sub)
+    add_smoke_command(sub)
     return parser
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The failures a user can fix (bad data, weights, checkpoint, option, parameter, store): one line each."""
+    from perlkit.backbone import BackboneError
+    from perlkit.data import DatasetError
+    from perlkit.engine import CheckpointError
+
+    return (DatasetError, BackboneError, CheckpointError, ValueError, OSError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `perlkit` console script."""
+    """Entry point of the `perlkit` console script: a user's mistake is one line on stderr and exit 2."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"perlkit {args.command}: error: {err}", file=sys.stderr)
+    except user_errors() as err:
+        if args.debug:
+            raise
+        text = str(err).strip()
+        if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep the original message
+            text = text.splitlines()[-1].split(": ", 1)[-1]
+        message = " ".join(text.split()) or type(err).__name__
+        print(f"perlkit {args.command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"perlkit {args.command}: interrupted; finished runs are saved, run the command again to resume",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

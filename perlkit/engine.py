@@ -7,11 +7,9 @@ Methods only say what a forward pass returns (``Method.forward``) and how they c
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
-import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -23,12 +21,13 @@ import torch
 from tqdm.auto import tqdm
 
 import perlkit
+from perlkit.files import atomic_write_bytes, git_commit
 from perlkit.methods.base import Classifier, ClassSet, Method
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation recipe. Defaults are PERL's (App. A); rivals override through their ``recipe``."""
+    """Optimisation recipe. Defaults are PERL's (App. A); every method states its own in ``Method.recipe``."""
 
     epochs: int = 1
     lr: float = 1e-4
@@ -37,28 +36,81 @@ class TrainConfig:
     weight_decay: float = 0.01  # [NS] in the paper: torch's AdamW default
     momentum: float = 0.9  # sgd only
     scheduler: str = "constant"  # "constant" | "cosine"
-    warmup_steps: int = 0  # constant warm-up at lr * warmup_factor for this many steps...
-    warmup_epochs: int = 0  # ...or this many epochs (MMRL's recipe), converted once the loader length is known
-    warmup_factor: float = 1e-5 / 2e-3
+    schedule_unit: str = "step"  # "step": the lr changes every optimiser step; "epoch": once an epoch, as Dassl does
+    warmup_steps: int | None = None  # constant warm-up for this many steps; None: not set (then warmup_epochs counts)
+    warmup_epochs: int = 0  # constant warm-up for this many epochs (Dassl's WARMUP_EPOCH)
+    warmup_factor: float = 1e-5 / 2e-3  # warm-up lr = lr * warmup_factor...
+    warmup_lr: float | None = None  # ...unless this absolute warm-up lr is set (Dassl's WARMUP_CONS_LR)
     grad_clip: float = 0.0
     seed: int = 1
     max_steps: int = 0  # >0 caps the number of optimiser steps (smoke runs)
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r} (use one of {', '.join(SCHEDULERS)})")
+        if self.schedule_unit not in SCHEDULE_UNITS:
+            raise ValueError(f"unknown schedule_unit {self.schedule_unit!r} (use one of {', '.join(SCHEDULE_UNITS)})")
+        if self.schedule_unit == "epoch" and self.warmup_steps is not None:
+            raise ValueError("schedule_unit='epoch' counts the warm-up in epochs: set warmup_epochs, not warmup_steps")
+        if (self.warmup_steps or 0) < 0 or self.warmup_epochs < 0:
+            raise ValueError(f"warm-up must be >= 0, got {self.warmup_steps} steps, {self.warmup_epochs} epochs")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for result files."""
         return asdict(self)
 
+    def warmup_length(self, steps_per_epoch: int) -> int:
+        """Warm-up steps of the step-wise schedule: ``warmup_steps`` when set (0 means none), else whole epochs."""
+        return self.warmup_steps if self.warmup_steps is not None else self.warmup_epochs * steps_per_epoch
 
-def recipe(method: Method | type[Method], protocol: str = "unified", **overrides: Any) -> TrainConfig:
-    """The training recipe of a method: PERL's 1-epoch protocol ('unified') or its own paper's ('default')."""
+    def learning_rate(self, step: int, epoch: int, total: int, warmup: int) -> float:
+        """The lr of one optimiser step: per step (perlkit) or, with ``schedule_unit='epoch'``, per epoch (Dassl)."""
+        if self.schedule_unit == "epoch":
+            return self.epoch_learning_rate(epoch)
+        if step < warmup and self.warmup_lr is not None:
+            return self.warmup_lr
+        return self.lr * _lr_factor(step, total, warmup, self)
+
+    def epoch_learning_rate(self, epoch: int) -> float:
+        """Dassl's ``build_lr_scheduler``, stepped once an epoch: a constant warm-up lr for ``warmup_epochs``
+        epochs, then ``CosineAnnealingLR(T_max=epochs)`` restarted at 0 after the warm-up (``WARMUP_RECOUNT=True``),
+        so the first epoch after the warm-up runs at the peak lr and the last at ``lr * (1 + cos(pi (E-1-W)/E)) / 2``.
+        """
+        if epoch < self.warmup_epochs:
+            return self.warmup_lr if self.warmup_lr is not None else self.lr * self.warmup_factor
+        if self.scheduler == "constant":
+            return self.lr
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - self.warmup_epochs) / self.epochs))
+
+
+SCHEDULERS = ("constant", "cosine")
+SCHEDULE_UNITS = ("step", "epoch")
+#: what the unified one-epoch protocol (the paper's App. D) sets over every method's own recipe
+UNIFIED_OVERRIDES: dict[str, Any] = {"epochs": 1, "warmup_epochs": 0, "warmup_steps": None, "schedule_unit": "step"}
+
+
+def recipe(
+    method: Method | type[Method],
+    protocol: str = "unified",
+    dataset: str | None = None,
+    task: str = "b2n",
+    **overrides: Any,
+) -> TrainConfig:
+    """The training recipe of a method: PERL's 1-epoch protocol ('unified') or its own paper's ('default').
+
+    'default': the method's ``recipe``, then its ``dataset_recipe(dataset, task)`` (official per-dataset / per-task
+    configs) when a dataset is given. 'unified': the method's ``recipe`` with ``UNIFIED_OVERRIDES`` (one epoch, no
+    warm-up, the lr changing every step, as perlkit has always run it). Explicit ``overrides`` come last.
+    """
     if protocol not in ("unified", "default"):
         raise ValueError(f"protocol must be 'unified' or 'default', got {protocol!r}")
-    own = dict(getattr(method, "recipe", {}) or {})
+    own = dict(method.recipe)
     if protocol == "unified":
         # the paper's fast-adaptation protocol: one epoch, 16 shots; each method keeps its own optimiser settings,
         # but an epoch-long warm-up would swallow the only epoch, so it is dropped
-        own["epochs"] = 1
-        own["warmup_epochs"] = 0
+        own.update(UNIFIED_OVERRIDES)
+    elif dataset is not None:
+        own.update(method.dataset_recipe(dataset, task))
     own.update(overrides)
     unknown = set(own) - set(TrainConfig.__dataclass_fields__)
     if unknown:
@@ -89,6 +141,7 @@ def _optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.opti
 
 
 def _lr_factor(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
+    """The step-wise schedule as a factor of ``cfg.lr``: constant warm-up, then constant or cosine to 0 at ``total``."""
     if step < warmup:
         return cfg.warmup_factor
     if cfg.scheduler == "constant":
@@ -133,15 +186,15 @@ def train(
     total = cfg.epochs * steps_per_epoch if steps_per_epoch else 0
     if cfg.max_steps:
         total = min(total, cfg.max_steps) if total else cfg.max_steps
-    warmup = cfg.warmup_steps or cfg.warmup_epochs * steps_per_epoch
+    warmup = cfg.warmup_length(steps_per_epoch)  # a recipe's 0 means no warm-up: no `or` fall-through
     method.train()
     start, step = time.perf_counter(), 0
     bar = tqdm(total=total or None, desc=desc, disable=not progress, leave=False)
     for epoch in range(cfg.epochs):
         for images, labels in batches(epoch):
-            factor = _lr_factor(step, total or 1, warmup, cfg)
+            lr = cfg.learning_rate(step, epoch, total or 1, warmup)
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * factor
+                group["lr"] = lr
             images, labels = images.to(device), labels.to(device)
             with autocast_context(device):
                 out = method(images, labels, classes)
@@ -152,7 +205,7 @@ def train(
             optimizer.step()
             step += 1
             history.images += images.shape[0]
-            history.steps.append({"step": step, "loss": out.loss.item(), "lr": cfg.lr * factor, **out.terms})
+            history.steps.append({"step": step, "loss": out.loss.item(), "lr": lr, **out.terms})
             bar.update(1)
             bar.set_postfix(loss=f"{out.loss.item():.3f}")
             if cfg.max_steps and step >= cfg.max_steps:
@@ -222,43 +275,17 @@ class CheckpointError(ValueError):
     """A checkpoint that does not fit the method or backbone it is loaded into."""
 
 
-def git_commit() -> str:
-    """The current git commit of the perlkit checkout, or 'unknown' outside a repository."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(perlkit.__file__).parent
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so that a killed process leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Atomic JSON write (results, caches, sampled splits)."""
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
-
-
 def save_checkpoint(method: Method, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> None:
-    """Store only the trainable tensors plus what is needed to refuse a wrong load later."""
+    """Store only the trainable tensors plus what is needed to refuse a wrong load later (method, options,
+    backbone name and the sha256 of its frozen weights)."""
     import io
 
     payload = {
         "format": CHECKPOINT_FORMAT,
         "method": method.name,
         "config": method.config_dict(),
-        "backbone": {"model": method.backbone.model_name, "pretrained": method.backbone.pretrained},
+        "backbone": {"model": method.backbone.model_name, "pretrained": method.backbone.pretrained,
+                     "weights_sha256": method.backbone.weights_sha256()},
         "state_dict": method.trainable_state_dict(),
         "perlkit_version": perlkit.__version__,
         "git_commit": git_commit(),
@@ -269,24 +296,47 @@ def save_checkpoint(method: Method, path: str | os.PathLike, extra: dict[str, An
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(method: Method, path: str | os.PathLike) -> dict[str, Any]:
-    """Load trainable tensors into a method after checking method, backbone and shapes; returns the payload."""
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's payload, safely unpickled (tensors and plain data only), or a ``CheckpointError`` naming it."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, not a torch file, unsafe pickle: all mean "not a usable checkpoint"
+        raise CheckpointError(f"{path} is not a readable perlkit checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a perlkit checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    missing = [key for key in ("method", "config", "backbone", "state_dict") if key not in payload]
+    if missing or not isinstance(payload["backbone"], dict) or not isinstance(payload["state_dict"], dict):
+        fields = missing or ["backbone/state_dict"]
+        raise CheckpointError(f"{path} is incomplete: missing or malformed field(s) {', '.join(fields)}")
+    return payload
+
+
+def load_checkpoint(method: Method, path: str | os.PathLike) -> dict[str, Any]:
+    """Load trainable tensors into a method after checking method, backbone, weights and shapes; returns the payload."""
+    path = Path(path)
+    payload = read_checkpoint(path)
     if payload["method"] != method.name:
         raise CheckpointError(
             f"{path} holds a {payload['method']!r} checkpoint, but it is being loaded into {method.name!r}; "
             f"build the method with build_method({payload['method']!r}, ...) instead"
         )
-    model = payload["backbone"]["model"]
+    model = payload["backbone"].get("model")
     if model != method.backbone.model_name:
         raise CheckpointError(
             f"{path} was trained on backbone {model!r}, but the method runs on {method.backbone.model_name!r}; "
             "the thought projectors' widths would not match"
+        )
+    weights = payload["backbone"].get("weights_sha256")
+    if weights is None:
+        raise CheckpointError(f"{path} does not record its backbone weights' sha256; retrain it with this perlkit")
+    if weights != method.backbone.weights_sha256():
+        raise CheckpointError(
+            f"{path} was trained on other {model!r} weights (sha256 {weights[:12]}...) than the loaded ones "
+            f"({method.backbone.weights_sha256()[:12]}..., from {method.backbone.pretrained!r}); load the weights it "
+            "was trained on"
         )
     if payload["config"] != method.config_dict():
         raise CheckpointError(

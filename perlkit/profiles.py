@@ -6,7 +6,10 @@ downstream (readers, methods, experiments) is the same code for both.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ import torch
 from perlkit.backbone import FrozenCLIP, create_backbone
 
 PROFILE_NAMES = ("mini", "paper")
+#: values of ``pretrained`` that ask for randomly initialised weights (no file, no download)
+RANDOM_WEIGHTS = ("random", "none")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,23 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for result provenance."""
         return asdict(self)
+
+    @property
+    def store_name(self) -> str:
+        """The result-store folder of this profile: its name, or name + model + a digest when the weights (or, for
+        mini, the data) are not the profile's own, so runs on other weights never mix with these.
+
+        The paper profile's data root is not part of it: it differs per machine but holds the same benchmarks, so a
+        sweep run once (``perlkit results --profile paper``) is what every chapter then reads.
+        """
+        default = get_profile(self.name)
+        same_weights = (self.model, self.pretrained) == (default.model, default.pretrained)
+        same_data = self.name == "paper" or self.data_root == default.data_root
+        if same_weights and same_data:
+            return self.name
+        identity = json.dumps([self.model, self.pretrained, None if self.name == "paper" else self.data_root])
+        slug = re.sub(r"[^A-Za-z0-9.]+", "-", self.model).strip("-")
+        return f"{self.name}-{slug}-{hashlib.sha1(identity.encode()).hexdigest()[:8]}"
 
     def backbone(self) -> FrozenCLIP:
         """The frozen CLIP of this profile, on its device."""
@@ -87,7 +109,7 @@ def get_profile(name: str = "mini", **overrides: Any) -> Profile:
             data_root=os.environ.get("PERLKIT_DATA"),
             device=default_device(),
             eval_batch_size=128,
-            num_workers=4,
+            num_workers=min(4, os.cpu_count() or 1),
             label="paper profile: OpenAI ViT-B/16 on the real CoOp benchmarks",
         )
     unknown = set(overrides) - set(Profile.__dataclass_fields__)
@@ -96,4 +118,6 @@ def get_profile(name: str = "mini", **overrides: Any) -> Profile:
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "pretrained" in clean and "sha256" not in clean:
         clean["sha256"] = None  # a user-supplied file has no shipped checksum
+    if clean.get("pretrained") in RANDOM_WEIGHTS:
+        clean["pretrained"] = None  # random weights: smoke runs, speed and memory, parameter counts
     return replace(profile, **clean)

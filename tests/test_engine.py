@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from perlkit.backbone import FrozenCLIP
-from perlkit.engine import TrainConfig, _lr_factor, atomic_write_json, evaluate, recipe, train
+from perlkit.engine import TrainConfig, _lr_factor, evaluate, recipe, train
 from perlkit.methods import build_method, get_method_class
 
 
@@ -65,9 +65,3 @@ def test_max_steps_caps_training(tiny_backbone: FrozenCLIP, tiny_batch) -> None:
                     progress=False)
     assert len(history.steps) == 3
 
-
-def test_atomic_write_leaves_no_temp_files(tmp_path) -> None:
-    atomic_write_json(tmp_path / "r.json", {"a": 1})
-    atomic_write_json(tmp_path / "r.json", {"a": 2})
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
-    assert (tmp_path / "r.json").read_text().strip().endswith("}")

@@ -7,10 +7,11 @@ import json
 import math
 import os
 import random
-import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
+
+from perlkit.files import atomic_write_json
 
 from .core import DatasetError, DatasetSplits, Datum
 
@@ -55,21 +56,6 @@ def _fingerprint(splits: DatasetSplits) -> str:
         for d in getattr(splits, split):
             h.update(f"{_rel(d.impath, splits.root)}\t{d.label}\n".encode())
     return h.hexdigest()
-
-
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _read_cache(path: Path, splits: DatasetSplits, fingerprint: str) -> dict[str, list[Datum]] | None:
@@ -142,7 +128,7 @@ def sample_fewshot(splits: DatasetSplits, shots: int = 16, seed: int = 1, cache:
             "val": [[_rel(d.impath, splits.root), d.label] for d in val],
         }
         try:
-            _write_json_atomic(path, payload)
+            atomic_write_json(path, payload)
         except OSError as exc:
             warnings.warn(f"could not write few-shot cache {path} ({exc}); continuing without it", stacklevel=2)
     return replace(splits, train=train, val=val, shots=shots, seed=seed)

@@ -169,6 +169,7 @@ def _read_zhou(key: str, spec: Spec, folder: Path) -> RawSplits:
             f"[relative_path, label, classname]. {_where(key)}"
         )
     names: dict[int, str] = {}
+    first_use: dict[int, tuple[str, int, str]] = {}  # label -> (split, index, relative path) of its first entry
     out: dict[str, list[tuple[str, int]]] = {}
     for split in SPLITS:
         items: list[tuple[str, int]] = []
@@ -187,17 +188,39 @@ def _read_zhou(key: str, spec: Spec, folder: Path) -> RawSplits:
             if names.setdefault(label, cname) != cname:
                 raise DatasetError(
                     f"split file {split_path}: label {label} is named both {names[label]!r} and {cname!r} "
-                    f"({split}[{i}]); the file is corrupt, re-download it. {_where(key)}"
+                    f"({split}[{i}], image {rel!r}); the file is corrupt, re-download it. {_where(key)}"
                 )
+            first_use.setdefault(label, (split, i, rel))
             items.append((os.path.normpath(os.path.join(prefix, rel)), label))
         out[split] = items
     missing = sorted(set(range(len(names))) - set(names))
     if missing:
+        _raise_out_of_range(split_path, key, names, first_use, missing)
         raise DatasetError(
             f"split file {split_path}: labels must be 0..{len(names) - 1} without gaps but "
             f"{len(missing)} are absent (first: {missing[:5]}); the file is truncated or edited. {_where(key)}"
         )
     return RawSplits([names[i] for i in range(len(names))], out["train"], out["val"], out["test"])
+
+
+def _raise_out_of_range(split_path: Path, key: str, names: dict[int, str],
+                        first_use: dict[int, tuple[str, int, str]], missing: list[int]) -> None:
+    """Name the entry whose label lies beyond the file's classes (e.g. 99 among 25), which a gap alone does not."""
+    n = len(names)
+    order = {s: k for k, s in enumerate(SPLITS)}
+    beyond = sorted((lab for lab in names if lab >= n), key=lambda lab: (order[first_use[lab][0]], first_use[lab][1]))
+    if not beyond:
+        return
+    label = beyond[0]
+    split, i, rel = first_use[label]
+    same_name = [lab for lab, c in names.items() if c == names[label] and lab != label]
+    hint = f" (its class name {names[label]!r} is label {same_name[0]} elsewhere)" if same_name else ""
+    more = f"; {len(beyond) - 1} more label(s) beyond {n - 1}" if len(beyond) > 1 else ""
+    raise DatasetError(
+        f"split file {split_path}: {split}[{i}] (image {rel!r}) has label {label}{hint}, but labels must be "
+        f"0..{n - 1} without gaps ({n} distinct labels; absent: {missing[:5]}){more}; fix that entry or "
+        f"re-download the file. {_where(key)}"
+    )
 
 
 def _read_aircraft(key: str, spec: Spec, folder: Path) -> RawSplits:
@@ -310,7 +333,12 @@ def read_raw(name: str, root: str | os.PathLike | None) -> tuple[str, Path, RawS
     folder = resolve_data_root(root) / spec.folder
     if not folder.is_dir():
         raise DatasetError(f"{DISPLAY_NAMES[key]} is missing: expected folder {folder}. {_where(key)}")
-    return key, folder, READERS[spec.kind](key, spec, folder)
+    try:
+        return key, folder, READERS[spec.kind](key, spec, folder)
+    except OSError as exc:  # a folder that cannot be listed (permissions, a broken mount) is a data problem too
+        what = exc.filename or folder
+        fix = f"make it readable (chmod -R a+rX {folder})" if isinstance(exc, PermissionError) else "check the disk"
+        raise DatasetError(f"{DISPLAY_NAMES[key]}: cannot read {what}: {exc.strerror or exc}; {fix}") from exc
 
 
 def to_splits(key: str, folder: Path, raw: RawSplits) -> DatasetSplits:

@@ -21,6 +21,7 @@ from perlkit.data import (
     DATASET_NAMES,
     DG_TARGETS,
     XD_TARGETS,
+    DatasetError,
     DatasetSplits,
     build_transform,
     format_prompts,
@@ -49,12 +50,14 @@ def _task(spec: RunSpec) -> str:
 class Session:
     """A profile with its backbone and data root, built once and shared by every run of a sweep."""
 
-    def __init__(self, profile: Profile | str = "mini", progress: bool = True, store: ResultStore | None = None):
+    def __init__(self, profile: Profile | str = "mini", progress: bool = True, store: ResultStore | None = None,
+                 skip_corrupt: bool = False):
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.skip_corrupt = skip_corrupt  # drop unreadable images with a warning instead of failing the run
         if self.profile.threads:
             torch.set_num_threads(self.profile.threads)
         self.progress = progress
-        self.store = store or ResultStore(self.profile.name)
+        self.store = store or ResultStore(self.profile.store_name)
         self._backbone = None
         self._root = None
         self._datasets: dict[str, DatasetSplits] = {}
@@ -87,8 +90,10 @@ class Session:
             per_dataset = getattr(get_method_class(spec.method), "dataset_options", None)
             if per_dataset is not None:
                 options = {**per_dataset(spec.dataset, task=_task(spec)), **options}
+        backbone = self.backbone  # loaded first: loading draws random numbers, which must not shift this run's seed
         seed_everything(spec.seed)
-        return build_method(spec.method, self.backbone, **options)
+        method = build_method(spec.method, backbone, **options)
+        return method.to(backbone.device)  # the method's own modules live beside the frozen weights (CUDA)
 
     def train_config(self, method: Method, spec: RunSpec) -> TrainConfig:
         """The run's recipe: the method's own settings, the chosen protocol, then explicit overrides."""
@@ -111,7 +116,7 @@ class Session:
         def batches(epoch: int):
             return make_loader(
                 splits.train, transform, cfg.batch_size, shuffle=True,
-                num_workers=self.profile.num_workers, seed=cfg.seed * 1000 + epoch,
+                num_workers=self.profile.num_workers, seed=cfg.seed * 1000 + epoch, skip_corrupt=self.skip_corrupt,
             )
 
         history = train(method, batches, classes, cfg, progress=self.progress, desc=f"{spec.method}:{splits.name}")
@@ -121,7 +126,7 @@ class Session:
         """Top-1 accuracy on a split's test set, as one closed-set problem."""
         loader = make_loader(
             splits.test, build_transform(self.backbone.image_size, train=False), self.profile.eval_batch_size,
-            shuffle=False, num_workers=self.profile.num_workers,
+            shuffle=False, num_workers=self.profile.num_workers, skip_corrupt=self.skip_corrupt,
         )
         return evaluate(method, loader, self.classes(method, splits, template), target, progress=self.progress,
                         desc=desc)
@@ -137,9 +142,9 @@ class Session:
             "seconds": time.perf_counter() - start,
             "provenance": provenance(self.profile.to_dict(), self.backbone.device),
         }
-        self.store.put(spec, payload)
-        if method.num_trainable():
+        if method.num_trainable():  # checkpoint first: the result file is what marks the run as done
             save_checkpoint(method, self.store.checkpoint_path(spec), extra={"spec": spec.to_dict()})
+        self.store.put(spec, payload)
         return payload
 
     # ------------------------------------------------------------------ protocols
@@ -152,6 +157,11 @@ class Session:
         start = time.perf_counter()
         few = sample_fewshot(self.dataset(spec.dataset), spec.shots, spec.seed)
         base, novel = subsample_classes(few, "base"), subsample_classes(few, "novel")
+        if not base.train:
+            raise DatasetError(
+                f"{spec.dataset} has no training images, so it cannot be a base-to-novel dataset; use one of "
+                f"{', '.join(B2N_DATASETS)} (test-only datasets are ImageNet-transfer targets)"
+            )
         method = self.build(spec)
         train_log = self.fit(method, base, spec)
         b = self.score(method, base, "base", spec.template, f"{spec.dataset} base")
@@ -196,22 +206,36 @@ class Session:
                          "test_images": result.total, "chance": 100.0 / len(splits.classnames)})
         return rows
 
-    def run(self, spec: RunSpec, recompute: bool = False) -> dict[str, Any]:
-        """Dispatch a spec to its protocol."""
-        if spec.kind == "b2n":
-            return self.base_to_novel(spec, recompute)
-        if spec.kind == "imagenet_transfer":
-            return self.imagenet_transfer(spec, recompute)
-        raise ValueError(f"unknown run kind {spec.kind!r}")
+    def run(self, spec: RunSpec, recompute: bool = False, wait: bool = True) -> dict[str, Any] | None:
+        """Dispatch a spec to its protocol, holding the store's lock on it so that two processes never compute it
+        twice; with ``wait=False`` returns None at once when another process holds the run."""
+        protocol = {"b2n": self.base_to_novel, "imagenet_transfer": self.imagenet_transfer}.get(spec.kind)
+        if protocol is None:
+            raise ValueError(f"unknown run kind {spec.kind!r}; expected 'b2n' or 'imagenet_transfer'")
+        if not recompute and (hit := self.store.get(spec)) is not None:
+            return hit
+        self.store.ensure_writable()  # before training, not after it
+        with self.store.claim(spec, wait=wait) as claimed:
+            if not claimed:
+                return None
+            return protocol(spec, recompute)  # re-checks the store: another process may have finished it
 
     def sweep(self, specs: Sequence[RunSpec], desc: str = "runs", recompute: bool = False) -> list[dict[str, Any]]:
-        """Run many specs, reusing cached ones; a killed sweep resumes at the first missing run."""
-        results = []
+        """Run many specs, reusing stored ones; a killed sweep resumes at the first missing run, and runs that
+        another process holds are left to it and collected at the end."""
+        results: dict[int, dict[str, Any]] = {}
+        busy = []
         bar = tqdm(specs, desc=desc, disable=not self.progress)
-        for spec in bar:
+        for index, spec in enumerate(bar):
             bar.set_postfix_str(f"{spec.method} {spec.dataset} s{spec.seed}")
-            results.append(self.run(spec, recompute))
-        return results
+            result = self.run(spec, recompute, wait=False)
+            if result is None:
+                busy.append(index)
+            else:
+                results[index] = result
+        for index in busy:  # waits for the other process, then reads its result (or computes it if it died)
+            results[index] = self.run(specs[index], recompute=False)
+        return [results[i] for i in range(len(specs))]
 
 
 # ---------------------------------------------------------------------- spec builders and tables

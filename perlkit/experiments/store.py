@@ -7,29 +7,24 @@ once with ``make results``) and the writable user cache ``$PERLKIT_CACHE/results
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
-import platform
-import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import open_clip
 import torch
 
-import perlkit
-from perlkit.engine import atomic_write_json, git_commit
+from perlkit import files
+from perlkit.files import REPO_DATA, atomic_write_json, cache_root, ensure_writable
 
 RESULT_SCHEMA = "perlkit-result-v1"
-PACKAGE_ROOT = Path(perlkit.__file__).resolve().parent
-SHIPPED_RESULTS = PACKAGE_ROOT.parent / "data" / "results"
-
-
-def cache_root() -> Path:
-    """Where perlkit writes caches: ``$PERLKIT_CACHE`` or ``~/.cache/perlkit``."""
-    return Path(os.environ.get("PERLKIT_CACHE") or Path.home() / ".cache" / "perlkit")
+SHIPPED_RESULTS = REPO_DATA / "results"
 
 
 @dataclass(frozen=True)
@@ -64,39 +59,30 @@ class RunSpec:
 
 
 def provenance(profile: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Who computed a number, where and with what: versions, commit, device, time."""
-    if device.type == "cuda":
-        device_name = torch.cuda.get_device_name(device)
-    else:
-        threads = torch.get_num_threads()
-        cpu = platform.processor() or platform.machine()
-        device_name = f"CPU ({cpu}, {threads} thread{'s' if threads > 1 else ''})"
-    return {
-        "perlkit_version": perlkit.__version__,
-        "git_commit": git_commit(),
-        "torch": torch.__version__,
-        "open_clip": open_clip.__version__,
-        "python": platform.python_version(),
-        "device": device_name,
-        "host_cpus": os.cpu_count(),
-        "profile": profile,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    """Who computed a number, where and with what: versions, commit, device, time, and the run's profile."""
+    return files.provenance(device, profile=profile)
 
 
 class ResultStore:
-    """Looks runs up in the shipped results, then the user cache; writes only to the user cache (or ``root``)."""
+    """Looks runs up in the shipped results, then the user cache; writes only to the user cache (or ``root``).
 
-    def __init__(self, profile: str, root: str | os.PathLike | None = None, use_shipped: bool = True) -> None:
-        self.profile = profile
-        self.write_dir = Path(root) / profile if root else cache_root() / "results" / profile
-        self.checkpoint_dir = Path(root) / "checkpoints" / profile if root else cache_root() / "checkpoints" / profile
+    ``name`` is the folder of one backbone's results (a profile name, or a profile with other weights: see
+    ``Profile.store_name``). A result marks its run as done only once its checkpoint is written (checkpoint first,
+    then result, each atomically); a result of a trainable run in the writable folder whose checkpoint is missing is
+    treated as missing, so the run is redone. ``claim`` lets several processes share one store without doing a run
+    twice.
+    """
+
+    def __init__(self, name: str, root: str | os.PathLike | None = None, use_shipped: bool = True) -> None:
+        self.name = name
+        self.write_dir = Path(root) / name if root else cache_root() / "results" / name
+        self.checkpoint_dir = Path(root) / "checkpoints" / name if root else cache_root() / "checkpoints" / name
         # shipped results first: the same spec then gives the same numbers on every machine (nbval stays stable)
         self.read_dirs = [self.write_dir]
         self.checkpoint_dirs = [self.checkpoint_dir]
         if use_shipped and not root:
-            self.read_dirs.insert(0, SHIPPED_RESULTS / profile)
-            self.checkpoint_dirs.insert(0, SHIPPED_RESULTS / "checkpoints" / profile)
+            self.read_dirs.insert(0, SHIPPED_RESULTS / name)
+            self.checkpoint_dirs.insert(0, SHIPPED_RESULTS / "checkpoints" / name)
 
     def path_for(self, spec: RunSpec) -> Path:
         """Where a run's result is written."""
@@ -111,21 +97,34 @@ class ResultStore:
         name = spec.filename.replace(".json", ".pt")
         return next((folder / name for folder in self.checkpoint_dirs if (folder / name).is_file()), None)
 
+    def ensure_writable(self) -> None:
+        """Fail before any training when results or checkpoints could not be saved afterwards."""
+        ensure_writable(self.write_dir, "results")
+        ensure_writable(self.checkpoint_dir, "checkpoints")
+
     def get(self, spec: RunSpec) -> dict[str, Any] | None:
-        """The stored result of a run, or None; a corrupt file is reported and treated as missing."""
+        """The stored result of a run, or None; an unreadable file is reported and treated as missing."""
         for folder in self.read_dirs:
             path = folder / spec.filename
-            if path.is_file():
-                try:
-                    payload = json.loads(path.read_text())
-                except json.JSONDecodeError:
-                    import warnings
-
-                    warnings.warn(f"ignoring unreadable result file {path}; the run will be recomputed", stacklevel=2)
-                    continue
-                if payload.get("schema") == RESULT_SCHEMA and payload.get("spec") == spec.to_dict():
-                    payload["_path"] = str(path)
-                    return payload
+            if not path.is_file():
+                continue
+            try:
+                payload = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                warnings.warn(f"ignoring unreadable result file {path} ({err}); the run will be recomputed",
+                              stacklevel=2)
+                continue
+            if not isinstance(payload, dict):
+                warnings.warn(f"ignoring result file {path}: it holds a JSON {type(payload).__name__}, not a result "
+                              "object; the run will be recomputed", stacklevel=2)
+                continue
+            if payload.get("schema") != RESULT_SCHEMA or payload.get("spec") != spec.to_dict():
+                continue
+            unfinished = payload.get("trainable_params") and not self.checkpoint_path(spec).is_file()
+            if folder == self.write_dir and unfinished:
+                continue  # checkpoint deleted or never written: the run is not done
+            payload["_path"] = str(path)
+            return payload
         return None
 
     def put(self, spec: RunSpec, payload: dict[str, Any]) -> Path:
@@ -134,6 +133,23 @@ class ResultStore:
         path = self.path_for(spec)
         atomic_write_json(path, payload)
         return path
+
+    @contextlib.contextmanager
+    def claim(self, spec: RunSpec, wait: bool = True) -> Iterator[bool]:
+        """Hold an exclusive lock on a run while computing it; yields False (without waiting) if another process
+        holds it and ``wait`` is False. The OS drops the lock when its holder dies, so a killed worker never
+        blocks a run."""
+        lock_dir = ensure_writable(self.write_dir / ".locks", "result locks")
+        with open(lock_dir / f"{spec.filename}.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def device_label(provenance: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
-"""The full grid behind the book, run once with ``make results`` (``perlkit results``) and resumable.
+"""The full grid behind the book, run once with ``perlkit results`` and resumable.
 
-Chapters run a representative subset live; this sweep fills ``data/results/<profile>/`` with every cell, each
-file carrying its provenance, so the book can show the full tables labelled as precomputed.
+The sweep fills the profile's result store (the user cache by default, which the chapters read; the repository's
+``data/results/<profile>/`` with ``--ship``) with every cell, each file carrying its provenance.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from perlkit.data import B2N_DATASETS
 from perlkit.experiments.ablations import ABLATIONS, ablation_specs
 from perlkit.experiments.protocols import Session, b2n_specs, transfer_specs
-from perlkit.experiments.store import SHIPPED_RESULTS, ResultStore, RunSpec
+from perlkit.experiments.store import ResultStore, RunSpec
 from perlkit.methods import list_methods
 
 SWEEP_PARTS = ("b2n", "transfer", "ablations", "rivals_default")
@@ -51,8 +51,12 @@ def run_full_sweep(
     profile: str = "mini", seeds: Sequence[int] = (1,), out: str | Path | None = None,
     parts: Iterable[str] | None = None,
 ) -> Path:
-    """Run or resume the full sweep, writing into ``out`` (default: the shipped ``data/results``)."""
-    root = Path(out) if out else SHIPPED_RESULTS
-    session = Session(profile, store=ResultStore(profile, root=root))
+    """Run or resume the full sweep into the profile's store in the user cache (what the chapters read), or into
+    ``out`` (``perlkit results --ship`` passes the repository's ``data/results``); returns the results folder."""
+    session = Session(profile)
+    if out is not None:
+        session.store = ResultStore(session.profile.store_name, root=out)
+    session.store.ensure_writable()
+    _ = session.backbone  # loaded before the first run, so its random draws never touch a run's seed
     session.sweep(full_sweep_specs(profile, seeds, parts), desc=f"full sweep ({profile})")
-    return root / profile
+    return session.store.write_dir

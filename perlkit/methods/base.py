@@ -6,7 +6,11 @@ evaluation. Methods differ by what they return, never by owning a loop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import types
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,12 +54,111 @@ class Classifier:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+class OptionError(ValueError):
+    """A method option that does not exist, has the wrong type or lies out of range."""
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a (JSON-like) value fits a config field's type hint; bools are never ints or floats."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and bool(value) and all(_matches(v, item) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _hint_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
+
+
+def make_config(method: str, config_class: type, options: dict[str, Any]) -> Any:
+    """Build a method's config dataclass from user options, checking names, types and the config's own ranges."""
+    if not dataclasses.is_dataclass(config_class):
+        if options:
+            raise OptionError(f"{method}: takes no options, got {', '.join(sorted(options))}")
+        return config_class()
+    fields = {f.name: f for f in dataclasses.fields(config_class) if f.init}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise OptionError(
+            f"{method}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(config_class)
+    typed = {}
+    for name, value in options.items():
+        if not _matches(value, hints[name]):
+            got = "an empty list" if value == [] else type(value).__name__
+            raise OptionError(f"{method}: option {name}={value!r} must be of type {_hint_name(hints[name])}, got {got}")
+        typed[name] = float(value) if hints[name] is float else value  # steps=2 stays int, lambda=1 becomes 1.0
+    try:
+        return config_class(**typed)
+    except (ValueError, TypeError) as err:
+        raise OptionError(f"{method}: {err}") from err
+
+
 class Method(nn.Module):
     """Base class: a frozen CLIP plus a few trainable modules."""
 
     name: ClassVar[str] = "method"
     #: the config dataclass of the method; unknown keyword options are rejected against it
     Config: ClassVar[type] = object
+    #: the method's own training recipe (``perlkit.engine.TrainConfig`` fields) as its paper or official config
+    #: states it; keys not listed take ``TrainConfig``'s defaults. ``perlkit.engine.recipe`` reads it for both
+    #: protocols ('unified' then overrides epochs, warm-up and schedule unit: ``engine.UNIFIED_OVERRIDES``)
+    recipe: ClassVar[dict[str, Any]] = {}
+    #: the prompt template of the method's official code, a ``perlkit.data.get_template`` kind ("coop": CoOp's
+    #: per-dataset templates, "single": "a photo of a {}." everywhere); used under protocol='default' only
+    own_template: ClassVar[str] = "coop"
+    #: the ``RandomResizedCrop`` scale of the official training augmentation; used under protocol='default' only
+    crop_scale: ClassVar[tuple[float, float]] = (0.5, 1.0)
+    #: where the default recipe comes from (official repository, config file and line), keyed by setting
+    #: ("b2n", "b2n_imagenet", "cross", "few_shot", "few_shot_imagenet", "template", "crop", "schedule"); the
+    #: book's recipe table prints them
+    recipe_sources: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def dataset_options(cls, dataset: str, task: str = "b2n") -> dict[str, Any]:
+        """Constructor options the official code sets per dataset and task (protocol='default'); none by default."""
+        return {}
+
+    @classmethod
+    def dataset_recipe(cls, dataset: str, task: str = "b2n") -> dict[str, Any]:
+        """Recipe keys the official configs change per dataset and task (protocol='default'); none by default."""
+        return {}
+
+    @classmethod
+    def target_options(cls, dataset: str, target: str) -> dict[str, Any]:
+        """Config values the official code changes at test time for one evaluation target (protocol='default').
+
+        Only options that change no parameter qualify (e.g. MMRL++'s per-target beta), so one trained model serves
+        every target; none by default.
+        """
+        return {}
+
+    @contextlib.contextmanager
+    def options_for(self, **values: Any) -> Iterator[None]:
+        """Evaluate with some config values changed (``target_options``), restoring the trained ones afterwards."""
+        if not values:
+            yield
+            return
+        trained = self.config
+        self.config = dataclasses.replace(trained, **values)
+        try:
+            yield
+        finally:
+            self.config = trained
 
     def __init__(self, backbone: FrozenCLIP, **options: Any) -> None:
         super().__init__()
@@ -63,13 +166,8 @@ class Method(nn.Module):
         self.config = self._make_config(options)
 
     def _make_config(self, options: dict[str, Any]) -> Any:
-        valid = {f.name for f in dataclasses.fields(self.Config)} if dataclasses.is_dataclass(self.Config) else set()
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise ValueError(
-                f"{self.name}: unknown option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(valid))}"
-            )
-        return self.Config(**options)
+        """The typed config of this method, or an ``OptionError`` naming the option, its value and what is valid."""
+        return make_config(self.name, self.Config, options)
 
     # -------------------------------------------------------------- parameters
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:

@@ -16,8 +16,14 @@ Choices the sources leave open, made here:
   is scaled by 1e-3 while the adapter weights get gradients as if unscaled (``gradient_scale=False`` switches the
   trick off; tests check the exact 1/scale ratio).
 * Initialisation as in the official code: Kaiming-normal (fan_out, ReLU) weights, zero biases, for every Linear.
-* Prompts: MMA uses the fixed "a photo of a {class}." for every dataset; perlkit uses whatever prompts the harness
-  puts in the ``ClassSet`` (its default template is the same sentence).
+* Prompts: the official MMA builds "a photo of a {class}." for every dataset (``TEXT_CTX_INIT``,
+  ``own_template = "single"``); perlkit uses it under protocol='default'. Under the unified protocol the harness
+  gives MMA CoOp's per-dataset templates instead, as for every method there (the PERL paper's App. D); they differ
+  from MMA's sentence on 7 of the 11 datasets.
+* Augmentation: MMA's configs leave Dassl's ``RandomResizedCrop`` scale at its default (0.08, 1)
+  (``crop_scale``), used under protocol='default'; the unified protocol crops every method with (0.5, 1).
+* Schedule: Dassl's cosine stepped once an epoch (``T_max`` = 5 epochs, no warm-up) under protocol='default'; the
+  unified protocol runs its one epoch with a cosine decaying every step.
 * The official code also supports an adapter on the embedding layer (index 0); its configs never use it and perlkit
   does not implement it (``adapter_start`` must be >= 1).
 * The per-dataset batch/epoch table in the official ``run_examples.sh`` comment is not what its scripts run (they
@@ -97,8 +103,24 @@ class MMA(Method):
         "momentum": 0.9,
         "weight_decay": 5e-4,
         "scheduler": "cosine",
-        "warmup_steps": 0,
+        "schedule_unit": "epoch",
+        "warmup_epochs": 0,
     }
+    recipe_sources: ClassVar[dict[str, str]] = {
+        "b2n": "MMA configs/trainers/MultiModalAdapter/vit_b16_ep5.yaml:3 (batch 16), :16-20 (sgd, lr 0.0015, "
+        "5 epochs, cosine, WARMUP_EPOCH 0); Dassl defaults.py momentum 0.9, weight decay 5e-4",
+        "b2n_imagenet": "MMA configs/trainers/MultiModalAdapter/vit_b16_ep5_imnet.yaml:3 (batch 128); "
+        "run_examples.sh trains ImageNet with it",
+        "cross": "MMA scripts/mmadapter/xd_train.sh (config passed as an argument; perlkit: vit_b16_ep5_imnet.yaml, "
+        "the ImageNet config, batch 128)",
+        "template": "MMA configs/trainers/MultiModalAdapter/vit_b16_ep5.yaml:33 TEXT_CTX_INIT \"a photo of a\"; "
+        "trainers/mmadapter.py _build_text_embedding: \"a photo of a {class}.\"",
+        "crop": "MMA configs set no RRCROP_SCALE: Dassl dassl/config/defaults.py _C.INPUT.RRCROP_SCALE (0.08, 1.0)",
+        "schedule": "Dassl dassl/optim/lr_scheduler.py build_lr_scheduler (CosineAnnealingLR(T_max=MAX_EPOCH)); "
+        "trainers/mmadapter.py forward_backward: update_lr() after the last batch of each epoch",
+    }
+    own_template: ClassVar[str] = "single"  # "a photo of a {}." for every dataset
+    crop_scale: ClassVar[tuple[float, float]] = (0.08, 1.0)  # Dassl's default: MMA's configs do not set it
 
     def __init__(self, backbone: FrozenCLIP, **options: Any) -> None:
         super().__init__(backbone, **options)
@@ -118,13 +140,9 @@ class MMA(Method):
         self.shared = nn.ModuleList(_kaiming(nn.Sequential(nn.Linear(r, r), nn.ReLU())) for _ in range(n))
 
     @classmethod
-    def dataset_options(cls, dataset: str, task: str = "b2n") -> dict:
-        """MMA uses one configuration for every dataset."""
-        return {}
-
-    @classmethod
     def dataset_recipe(cls, dataset: str, task: str = "b2n") -> dict:
-        """Recipe overrides of the official configs per dataset: ImageNet trains with batch 128."""
+        """Recipe overrides of the official configs per dataset: ImageNet (B2N and the cross-dataset source) trains
+        with ``vit_b16_ep5_imnet.yaml``, batch 128."""
         return {"batch_size": 128} if dataset == "imagenet" else {}
 
     # ----------------------------------------------------------------- encoder pass

@@ -25,11 +25,16 @@ Choices the sources leave open or that differ from the reference summary, made h
 * ``f_r`` applies ``ln_post`` to each representation token and then averages (the official code's order; the
   reference's one-line summary writes the mean first).
 * Logit scale is the fixed 100 of the official code, not CLIP's learned temperature (``logit_scale`` option).
-* Prompts: the official code uses the per-dataset CoOp template (``CUSTOM_TEMPLATES``); perlkit uses whatever the
-  harness puts in the ``ClassSet`` (the same templates when the experiment selects them). No context is learned.
+* Prompts: the official code uses the per-dataset CoOp template (``CUSTOM_TEMPLATES``, ``own_template = "coop"``);
+  the harness puts the same prompts in the ``ClassSet`` under both protocols. No context is learned.
 * The frozen image feature of the alignment loss is computed from the same input batch (the harness's augmentation).
-* The 1-epoch constant warm-up at 1e-5 is ``warmup_epochs = 1`` with factor 1e-5 / 1e-3 (the engine converts it to
-  steps); under the unified 1-epoch protocol the warm-up is dropped, or it would be the whole run.
+* Recipe (protocol='default', ``recipe`` and ``dataset_recipe``, sources in ``recipe_sources``): as the official
+  configs, per task; the lr follows Dassl's scheduler, stepped once an epoch (``schedule_unit='epoch'``): one
+  warm-up epoch at the constant 1e-5, then a cosine over ``T_max = MAX_EPOCH`` restarted after the warm-up.
+  Cross-dataset training has no warm-up (``WARMUP_EPOCH: 0``): 1e-3 for its whole single epoch.
+  Under the unified 1-epoch protocol the warm-up is dropped (it would be the whole run) and the cosine decays per
+  step, as perlkit has always run it; prompts and augmentation (CoOp templates, crop scale (0.5, 1)) are the
+  official ones under both protocols.
 """
 
 from __future__ import annotations
@@ -92,7 +97,7 @@ class MMRL(Method):
     """Shared representation tokens in the upper blocks of both encoders, fused logits, decoupled inference."""
 
     Config = MMRLConfig
-    #: official ``vit_b16.yaml`` (B2N, 10 datasets); Dassl default weight decay
+    #: official ``vit_b16.yaml`` (B2N, 10 datasets); Dassl default weight decay; Dassl's per-epoch schedule
     recipe: ClassVar[dict] = {
         "epochs": 10,
         "lr": 1e-3,
@@ -100,9 +105,28 @@ class MMRL(Method):
         "optimizer": "adamw",
         "weight_decay": 5e-4,
         "scheduler": "cosine",
+        "schedule_unit": "epoch",
         "warmup_epochs": 1,
-        "warmup_factor": 1e-5 / 1e-3,
+        "warmup_lr": 1e-5,
     }
+    recipe_sources: ClassVar[dict[str, str]] = {
+        "b2n": "MMRL configs/trainers/MMRL/vit_b16.yaml:3 (batch 4), :17-23 (adamw, lr 0.001, 10 epochs, cosine, "
+        "1 constant warm-up epoch at 1e-5); Dassl defaults.py _C.OPTIM.WEIGHT_DECAY 5e-4",
+        "b2n_imagenet": "MMRL configs/trainers/MMRL/vit_b16_imagenet.yaml:3 (batch 32), :19 (5 epochs); "
+        "scripts/mmrl/base2new_train.sh:9-13 picks it for ImageNet",
+        "cross": "MMRL configs/trainers/MMRL/vit_b16_cross_datasets.yaml:3 (batch 32), :19 (1 epoch), "
+        ":21 (WARMUP_EPOCH 0)",
+        "few_shot": "MMRL configs/trainers/MMRL/vit_b16_few_shot.yaml:3 (batch 32), :19 (50 epochs)",
+        "few_shot_imagenet": "MMRL scripts/mmrl/few_shot.sh:12-16 (ImageNet: vit_b16_imagenet.yaml, batch 32, "
+        "5 epochs)",
+        "template": "MMRL trainers/mmrl.py:22-38 CUSTOM_TEMPLATES (CoOp's per-dataset templates)",
+        "crop": "MMRL configs/trainers/MMRL/vit_b16.yaml:10 RRCROP_SCALE (0.5, 1)",
+        "schedule": "Dassl dassl/optim/lr_scheduler.py build_lr_scheduler (CosineAnnealingLR(T_max=MAX_EPOCH), "
+        "ConstantWarmupScheduler, WARMUP_RECOUNT True); trainers/mmrl.py forward_backward: update_lr() after the "
+        "last batch of each epoch",
+    }
+    own_template: ClassVar[str] = "coop"  # CUSTOM_TEMPLATES
+    crop_scale: ClassVar[tuple[float, float]] = (0.5, 1.0)  # RRCROP_SCALE of every MMRL config
 
     def __init__(self, backbone: FrozenCLIP, **options: Any) -> None:
         super().__init__(backbone, **options)
@@ -227,9 +251,15 @@ class MMRL(Method):
 
     @classmethod
     def dataset_recipe(cls, dataset: str, task: str = "b2n") -> dict:
-        """Recipe overrides of the official configs: ImageNet, cross-dataset and few-shot use batch 32."""
+        """The official config of a task (``recipe_sources``): ``vit_b16_cross_datasets.yaml`` (1 epoch, batch 32,
+        no warm-up), ``vit_b16_imagenet.yaml`` for B2N and few-shot on ImageNet (5 epochs, batch 32),
+        ``vit_b16_few_shot.yaml`` (50 epochs, batch 32) for few-shot elsewhere."""
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if task == "cross":
-            return {"epochs": 1, "batch_size": 32, "warmup_steps": 0}
+            return {"epochs": 1, "batch_size": 32, "warmup_epochs": 0}
+        if dataset == "imagenet":
+            return {"epochs": 5, "batch_size": 32}
         if task == "few_shot":
-            return {"epochs": 5 if dataset == "imagenet" else 50, "batch_size": 32}
-        return {"epochs": 5, "batch_size": 32} if dataset == "imagenet" else {}
+            return {"epochs": 50, "batch_size": 32}
+        return {}

@@ -19,9 +19,14 @@ Choices the sources leave open, made here (beyond those listed for MMRL):
 * As in any LoRA with a zero factor, the ``A`` factors get zero gradient at the very first step (``B`` = 0); they
   receive gradients from the second step on. The tests state this explicitly.
 * Cross-dataset evaluation in the official code uses a *different beta per target dataset* at test time
-  (``TRANSFER_BETA``, a form of target-specific tuning). perlkit trains with beta 0.9 and lambda 0.1 and evaluates
-  every target with the trained beta unless the caller sets ``method.config.beta = MMRLpp.transfer_beta(target)``
-  before building the target's classifier (beta changes no parameter, so the checkpoint stays valid).
+  (``TRANSFER_BETA``, ``trainers/config.py`` task "CD": a form of target-specific tuning). perlkit trains with
+  beta 0.9 and lambda 0.1; under protocol='default' it evaluates every cross-dataset and domain-generalisation target
+  with the official beta of that target (``target_options``: the harness sets it for the target's classifier and
+  images, and restores the trained beta afterwards; beta changes no parameter, so one trained model serves every
+  target). Under the unified protocol every target is evaluated with the trained beta 0.9.
+* Recipe: as MMRL's (``MMRLpp/*.yaml`` equal MMRL's), except few-shot: lr 2e-3, 100 epochs, batch 32
+  (``vit_b16_few_shot.yaml``), while ImageNet few-shot uses ``vit_b16_imagenet.yaml`` (lr 1e-3, 5 epochs, batch
+  32), as ``scripts/mmrlpp/few_shot.sh`` selects it.
 """
 
 from __future__ import annotations
@@ -120,6 +125,23 @@ class MMRLpp(MMRL):
 
     Config = MMRLppConfig
     recipe: ClassVar[dict] = dict(MMRL.recipe)  # MMRLpp/vit_b16.yaml equals MMRL's
+    recipe_sources: ClassVar[dict[str, str]] = {
+        "b2n": "MMRL configs/trainers/MMRLpp/vit_b16.yaml:3 (batch 4), :17-23 (adamw, lr 0.001, 10 epochs, cosine, "
+        "1 constant warm-up epoch at 1e-5); Dassl defaults.py _C.OPTIM.WEIGHT_DECAY 5e-4",
+        "b2n_imagenet": "MMRL configs/trainers/MMRLpp/vit_b16_imagenet.yaml:3 (batch 32), :19 (5 epochs); "
+        "scripts/mmrlpp/base2new_train.sh:9-13 picks it for ImageNet",
+        "cross": "MMRL configs/trainers/MMRLpp/vit_b16_cross_datasets.yaml:3 (batch 32), :19 (1 epoch), "
+        ":21 (WARMUP_EPOCH 0)",
+        "few_shot": "MMRL configs/trainers/MMRLpp/vit_b16_few_shot.yaml:3 (batch 32), :18 (lr 0.002), "
+        ":19 (100 epochs)",
+        "few_shot_imagenet": "MMRL scripts/mmrlpp/few_shot.sh:12-16 (ImageNet: vit_b16_imagenet.yaml, lr 0.001, "
+        "batch 32, 5 epochs)",
+        "template": "MMRL trainers/mmrlpp.py:21-37 CUSTOM_TEMPLATES (CoOp's per-dataset templates)",
+        "crop": "MMRL configs/trainers/MMRLpp/vit_b16.yaml:10 RRCROP_SCALE (0.5, 1)",
+        "schedule": MMRL.recipe_sources["schedule"].replace("trainers/mmrl.py", "trainers/mmrlpp.py"),
+        "target_beta": "MMRL trainers/config.py get_dataset_specified_config, task CD: TRAINER.MMRLpp.BETA per "
+        "target dataset",
+    }
 
     def _build_heads(self) -> None:
         """SRRA per modality and the rank-64 LoRA on CLIP's frozen visual projection."""
@@ -165,8 +187,14 @@ class MMRLpp(MMRL):
         return TRANSFER_BETA.get(dataset, 0.9)
 
     @classmethod
+    def target_options(cls, dataset: str, target: str) -> dict:
+        """Under protocol='default': the official test-time beta of a cross-dataset / DG ('transfer') target."""
+        return {"beta": cls.transfer_beta(dataset)} if target == "transfer" else {}
+
+    @classmethod
     def dataset_recipe(cls, dataset: str, task: str = "b2n") -> dict:
-        """Recipe overrides of the official configs; few-shot: lr 2e-3, 100 epochs, batch 32."""
-        if task == "few_shot":
+        """MMRL's per-task configs, except few-shot outside ImageNet (``vit_b16_few_shot.yaml``): lr 2e-3, 100 epochs,
+        batch 32; ``few_shot.sh`` trains ImageNet with ``vit_b16_imagenet.yaml`` (lr 1e-3, 5 epochs, batch 32)."""
+        if task == "few_shot" and dataset != "imagenet":
             return {"lr": 2e-3, "epochs": 100, "batch_size": 32}
         return super().dataset_recipe(dataset, task)

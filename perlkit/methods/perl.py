@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +85,22 @@ class PERL(Method):
     """PERL with its ablation options (steps K, split J, rank r, modality, Table 4 loop variants)."""
 
     Config = PERLConfig
+    #: App. A: AdamW, lr 1e-4, batch 4, one epoch (16 shots); weight decay, schedule and warm-up are not stated
+    #: ([NS]): torch's AdamW weight decay, a constant lr, no warm-up. The same under both protocols.
+    recipe: ClassVar[dict] = {
+        "epochs": 1,
+        "lr": 1e-4,
+        "batch_size": 4,
+        "optimizer": "adamw",
+        "weight_decay": 0.01,
+        "scheduler": "constant",
+    }
+    recipe_sources: ClassVar[dict[str, str]] = {
+        "b2n": "PERL paper App. A (AdamW, lr 1e-4, batch 4, one epoch); weight decay, schedule, warm-up [NS]: "
+        "torch's AdamW default decay, constant lr, none",
+        "template": "[NS] in the paper; perlkit: CoOp's per-dataset templates (the unified protocol's)",
+        "crop": "[NS] in the paper; perlkit: the CoOp-protocol random resized crop, scale (0.5, 1) as MMRL",
+    }
 
     def __init__(self, backbone: FrozenCLIP, **options) -> None:
         super().__init__(backbone, **options)

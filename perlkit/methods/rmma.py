@@ -33,8 +33,10 @@ Choices made here (the summary is silent):
 * Initialisation: PyTorch defaults for every Linear except the injection up-projections ``U_m`` (normal, std 1e-3,
   zero bias), so the model starts close to frozen CLIP while every weight receives a gradient from the first step.
 * MMA's gradient-scale trick is not used (alpha = 0.1 is a plain forward factor).
-* Recipe: AdamW, lr 1e-3 (summary); epochs (5), batch size (16) and the cosine schedule follow MMA's published
-  recipe, weight decay the Dassl default 5e-4.
+* Recipe: AdamW, lr 1e-3 (summary); epochs (5), batch size (16), the cosine schedule stepped once an epoch with no
+  warm-up, the prompt "a photo of a {}." and Dassl's crop scale (0.08, 1) follow MMA's published recipe (R-MMA
+  extends MMA), weight decay the Dassl default 5e-4. These apply under protocol='default'; the unified protocol
+  runs one epoch with a per-step cosine, CoOp's templates and crop scale (0.5, 1), as for every method.
 
 Parameters (ViT-B/16, d = 64): v0 64 + MAR 2 (64*64 + 64) = 8,320 + attention Q, K, V 3 [(768*64 + 64) +
 (512*64 + 64)] = 246,144 + W_Id, W_Td 8,320 + W_F (128*64 + 64) = 8,256 + D_m (768*64 + 64) + (512*64 + 64) = 82,048
@@ -94,8 +96,18 @@ class RMMA(Method):
         "optimizer": "adamw",
         "weight_decay": 5e-4,
         "scheduler": "cosine",
-        "warmup_steps": 0,
+        "schedule_unit": "epoch",
+        "warmup_epochs": 0,
     }
+    recipe_sources: ClassVar[dict[str, str]] = {
+        "b2n": "R-MMA summary: AdamW, lr 1e-3; epochs, batch, schedule: perlkit's choice, MMA's vit_b16_ep5.yaml "
+        "(R-MMA's code was not available)",
+        "template": "perlkit's choice: MMA's \"a photo of a {}.\" (R-MMA's code was not available)",
+        "crop": "perlkit's choice: MMA's, Dassl's default (0.08, 1) (R-MMA's code was not available)",
+        "schedule": "perlkit's choice: MMA's (Dassl's cosine, stepped once an epoch)",
+    }
+    own_template: ClassVar[str] = "single"
+    crop_scale: ClassVar[tuple[float, float]] = (0.08, 1.0)
 
     def __init__(self, backbone: FrozenCLIP, **options: Any) -> None:
         super().__init__(backbone, **options)
@@ -116,16 +128,6 @@ class RMMA(Method):
         for up in self.up.values():
             nn.init.normal_(up.weight, std=cfg.up_init_std)
             nn.init.zeros_(up.bias)
-
-    @classmethod
-    def dataset_options(cls, dataset: str, task: str = "b2n") -> dict:
-        """No per-dataset settings are known for R-MMA (summary only)."""
-        return {}
-
-    @classmethod
-    def dataset_recipe(cls, dataset: str, task: str = "b2n") -> dict:
-        """No per-dataset recipe is known for R-MMA."""
-        return {}
 
     # ----------------------------------------------------------------- the recurrent adapter
     def separation_loss(self) -> torch.Tensor:

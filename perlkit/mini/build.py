@@ -7,23 +7,30 @@ import io
 import json
 import math
 import multiprocessing as mp
+import numbers
 import os
+import re
 import shutil
+import socket
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from perlkit.data.registry import SPECS
+from perlkit.files import cache_root
 from perlkit.mini.world import BENCHMARKS, WORLD_VERSION, Bench, bench_concepts_cached, render_bench_image
 
 SPLITS = ("train", "val", "test")
 MARKER = "BUILD_COMPLETE"
 
 
+class MiniWorldError(ValueError):
+    """The mini world cannot be built as asked (a folder holding other files, a bad seed or scale): says what to do."""
+
+
 def default_mini_root() -> Path:
     """Where the mini world lives by default: $PERLKIT_CACHE (or ~/.cache/perlkit) / mini-<WORLD_VERSION>."""
-    base = os.environ.get("PERLKIT_CACHE") or str(Path.home() / ".cache" / "perlkit")
-    return Path(base) / f"mini-{WORLD_VERSION}"
+    return cache_root() / f"mini-{WORLD_VERSION}"
 
 
 def split_counts(b: Bench, scale: float) -> tuple[int, int, int]:
@@ -173,11 +180,117 @@ def is_complete(root: Path, seed: int = 0, scale: float = 1.0) -> bool:
     m = root / MARKER
     if not m.is_file():
         return False
+    info = _marker_info(root)
+    return info is not None and info.get("config") == _config(seed, scale)
+
+
+def _marker_info(root: Path) -> dict | None:
+    """The parsed marker of a world perlkit built at root, or None when there is none (or it is not perlkit's)."""
     try:
-        info = json.loads(m.read_text())
+        info = json.loads((root / MARKER).read_text())
     except (OSError, ValueError):
+        return None
+    ok = isinstance(info, dict) and isinstance(info.get("config"), dict) and "world_version" in info["config"]
+    return info if ok else None
+
+
+def _own_entries() -> set[str]:
+    """Top-level names a mini world build writes (anything else in the folder belongs to someone else)."""
+    return set(DATASET_DIR.values()) | {"perlkit_expected.json", "README.md", MARKER}
+
+
+def check_replaceable(root: Path) -> None:
+    """Refuse a target that holds anything perlkit did not build, before any work (and again before replacing it)."""
+    if not root.exists() and not root.is_symlink():
+        return
+    if not root.is_dir():
+        raise MiniWorldError(f"{root} exists and is not a folder; pass --root a new or empty folder for the mini world")
+    entries = sorted(p.name for p in root.iterdir())
+    if not entries:
+        return
+    info = _marker_info(root)
+    if info is None:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise MiniWorldError(
+            f"{root} is not empty ({shown}) and is not a mini world built by perlkit (no valid {MARKER} file); "
+            f"perlkit will not delete or overwrite it. Pass --root a new or empty folder (e.g. {root / 'mini-world'}), "
+            "or remove the folder yourself if it is an old mini world.")
+    foreign = [e for e in entries if e not in _own_entries()]
+    if foreign:
+        raise MiniWorldError(
+            f"{root} is a mini world built by perlkit ({info['config']}) but also holds files perlkit did not write "
+            f"({', '.join(foreign[:5])}); move them out before rebuilding it with another seed or scale, or pass "
+            "--root another folder.")
+
+
+def check_config(seed: int, scale: float) -> tuple[int, float]:
+    """Refuse a seed or scale that would fail mid-build or label a world with a size it does not have."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise MiniWorldError(f"mini world seed must be a non-negative integer, got {seed!r}")
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 < scale <= 1:
+        raise MiniWorldError(f"mini world scale must be a fraction of the images per class in (0, 1], got {scale!r}")
+    return int(seed), scale if isinstance(scale, int | float) else float(scale)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def _temp_sibling(root: Path, kind: str) -> Path:
+    """A build's own temp folder next to root: ``.<name>.<kind>-<host>-<pid>`` (kind: tmp while building, old while
+    replacing), so that a later build can tell a dead build's leftovers from a live one's, even on a shared disk."""
+    return root.parent / f".{root.name}.{kind}-{_host()}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    return info.get("config") == _config(seed, scale)
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temps(root: Path) -> list[Path]:
+    """Delete temp folders that killed builds of root left behind (this host's, whose process is gone); return them.
+
+    Only names of perlkit's own pattern are touched (``.<name>.tmp-<host>-<pid>``, ``.<name>.old-<host>-<pid>`` and
+    the older ``.<name>.tmp-<pid>``); a folder of a live process or of another host is left alone.
+    """
+    pattern = re.compile(rf"^\.{re.escape(root.name)}\.(?:tmp|old)-(?:(?P<host>.+)-)?(?P<pid>\d+)$")
+    removed: list[Path] = []
+    try:
+        siblings = list(root.parent.iterdir())
+    except OSError:
+        return removed
+    for path in siblings:
+        m = pattern.match(path.name)
+        if m is None or not path.is_dir() or path.is_symlink():
+            continue
+        if m["host"] not in (None, _host()):
+            continue
+        pid = int(m["pid"])
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _install(tmp: Path, root: Path, seed: int, scale: float) -> None:
+    """Move a finished build into place; a former perlkit world is moved into a temp sibling first, then deleted."""
+    if is_complete(root, seed, scale):  # another process finished the same build meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    check_replaceable(root)  # again: something may have been put there while rendering
+    old = None
+    if root.is_dir() and any(root.iterdir()):
+        old = _temp_sibling(root, "old")
+        os.replace(root, old)
+    os.replace(tmp, root)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _render_png(job: tuple[int, int, int, int, int]) -> bytes:
@@ -189,15 +302,31 @@ def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = T
     """Render all 15 mini benchmarks under root (atomically: temp sibling + os.replace); reuse a complete build.
 
     Every image has its own RNG stream, so the bytes do not depend on ``workers`` (default: up to 2 processes).
+    A folder holding anything but a mini world perlkit built is refused (MiniWorldError), never deleted; temp
+    folders of killed builds are removed, and this build's own on any failure.
     """
+    seed, scale = check_config(seed, scale)
     root = Path(root) if root is not None else default_mini_root()
+    remove_stale_temps(root)
     if is_complete(root, seed, scale):
         return root
+    check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
+    tmp = _temp_sibling(root, "tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    try:
+        _render_into(tmp, seed, scale, progress, workers)
+        _install(tmp, root, seed, scale)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def _render_into(tmp: Path, seed: int, scale: float, progress: bool, workers: int | None) -> None:
+    """Write every image, split file and the marker of one world into the (new, empty) folder tmp."""
     manifest = hashlib.sha256()
     plans = [(bi, b, plan_items(b, bi, scale)) for bi, b in enumerate(BENCHMARKS)]
     total = sum(len(p) for _, _, p in plans)
@@ -227,10 +356,6 @@ def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = T
     manifest.update(exp)
     (tmp / MARKER).write_text(json.dumps({"config": _config(seed, scale), "manifest_sha256": manifest.hexdigest(),
                                           "num_images": total}, indent=1) + "\n")
-    if root.exists():
-        shutil.rmtree(root)
-    os.replace(tmp, root)
-    return root
 
 
 def ensure_mini_world(root: Path | None = None) -> Path:

@@ -14,14 +14,24 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def pretrain_out_dir(out: str | None, ship: bool) -> Path:
+    """Where `mini pretrain` writes: --out, else the repository's data/mini with --ship, else the user cache."""
+    from perlkit.files import cache_root
+    from perlkit.mini.weights import mini_weights_path
+    if out is not None and ship:
+        raise ValueError("give either --out DIR or --ship (which writes the shipped data/mini), not both")
+    if ship:
+        return mini_weights_path().parent
+    return Path(out) if out else cache_root() / "mini-clip"
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from perlkit.mini.pretrain import pretrain_mini_clip
-    from perlkit.mini.weights import mini_weights_path
-    out = Path(args.out) if args.out else mini_weights_path().parent
+    out = pretrain_out_dir(args.out, args.ship)
     log = pretrain_mini_clip(out, seed=args.seed, steps=args.steps, progress=True, eval_every=args.eval_every)
     print(json.dumps({"weights_sha256": log["weights_sha256"], "wall_time_s": log["wall_time_s"],
-                      "zeroshot_test_top1": log["zeroshot_test_top1"], "zeroshot_mean": log["zeroshot_mean"]},
-                     indent=1))
+                      "zeroshot_test_top1": log["zeroshot_test_top1"], "zeroshot_mean": log["zeroshot_mean"],
+                      "weights": str(out / "mini-clip.pt")}, indent=1))
     return 0
 
 
@@ -36,7 +46,8 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--scale", type=float, default=1.0, help="fraction of the images per class (tests)")
     b.set_defaults(func=_build, handler=_build)
     p = sub.add_parser("pretrain", help="pretrain the mini CLIP contrastively on world captions")
-    p.add_argument("--out", default=None, help="output folder (default: data/mini of the repo)")
+    p.add_argument("--out", default=None, help="output folder (default: $PERLKIT_CACHE/mini-clip)")
+    p.add_argument("--ship", action="store_true", help="write into the repository's data/mini (the shipped weights)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--eval-every", type=int, default=0, help="quick zero-shot every N steps (0 = only at the end)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transformer import text_global_pool
 from tqdm.auto import tqdm
 
+from perlkit.files import atomic_write_bytes
 from perlkit.mini import world as W
 from perlkit.mini.weights import MINI_MODEL, create_mini_model, get_mini_tokenizer
 
@@ -259,6 +261,30 @@ def save_fp16_state_dict(model, path: Path) -> str:  # noqa: ANN001
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+RESUME_KEYS = ("model", "opt", "step", "seed", "steps", "batch_size", "curve", "evals", "elapsed")
+
+
+def load_resume_state(path: Path) -> dict:
+    """The pretraining resume file, unpickled safely (tensors and plain types only), or an error naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, OSError... for a bad file
+        raise ValueError(f"cannot read the pretraining resume file {path} ({type(err).__name__}: {err}); delete it "
+                         "to start pretraining from step 0") from err
+    missing = [k for k in RESUME_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"pretraining resume file {path} lacks {', '.join(missing)}; it is not a perlkit mini "
+                         "pretraining checkpoint, delete it to start pretraining from step 0")
+    return state
+
+
+def save_resume_state(path: Path, state: dict) -> None:
+    """Write the resume file atomically (a kill leaves the previous one), holding tensors and plain types only."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_STEPS, progress: bool = True,
                        batch_size: int | None = None, eval_every: int = 0, final_eval: bool = True) -> dict:
     """Pretrain the mini CLIP from scratch (deterministic, resumable) and write weights, sha256 and log.
@@ -266,8 +292,12 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
     The learning-rate/data schedule is the fixed list PHASES (steps = its total by default); a smaller
     ``steps`` stops early on the same schedule (smoke runs), and a checkpoint left at a phase boundary resumes.
     """
-    if steps > DEFAULT_STEPS:
-        raise ValueError(f"steps must be <= {DEFAULT_STEPS} (the PHASES schedule)")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= DEFAULT_STEPS:
+        raise ValueError(f"steps must be an integer in 1..{DEFAULT_STEPS} (the PHASES schedule), got {steps!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2):
+        raise ValueError(f"batch_size must be an integer >= 2 (a contrastive batch), got {batch_size!r}")
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
+        raise ValueError(f"eval_every must be a non-negative integer (0: only at the end), got {eval_every!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bs = batch_size or RECIPE["batch_size"]
@@ -285,21 +315,25 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
                             eps=RECIPE["eps"])
     ckpt = out_dir / "pretrain_ckpt.pt"
     start, curve, evals, elapsed = 0, [], [], 0.0
-    if ckpt.is_file():
-        st = torch.load(ckpt, weights_only=False)
+    if ckpt.exists():
+        st = load_resume_state(ckpt)
         # resume a run of the same seed/batch whose checkpoint lies on this schedule (a phase-boundary run counts)
         if st["seed"] == seed and st["batch_size"] == bs and st["step"] <= steps and (
                 st["steps"] == steps or st["steps"] in _boundaries()):
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
             start, curve, evals, elapsed = st["step"], st["curve"], st["evals"], st["elapsed"]
+            if isinstance(st.get("torch_rng"), torch.Tensor):
+                torch.set_rng_state(st["torch_rng"])
     model.train()
     t0 = time.time() - elapsed
     bar = tqdm(range(start, steps), desc="pretrain mini-clip", disable=not progress, initial=start, total=steps)
     zs_cache: dict = {}
     run_loss = None
+    # the loader gets its own generator, so that the global RNG (restored on resume) is the model's alone
     loader = torch.utils.data.DataLoader(_StepBatches(seed, start, steps, bs), batch_size=None, shuffle=False,
-                                         num_workers=1, prefetch_factor=3, persistent_workers=False)
+                                         num_workers=1, prefetch_factor=3, persistent_workers=False,
+                                         generator=torch.Generator().manual_seed(seed))
     for step, (x, t) in zip(bar, loader, strict=False):
         for g in opt.param_groups:
             g["lr"] = _lr(step)
@@ -324,15 +358,13 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
             evals.append({"step": done, "zeroshot_quick": zs, "mean": round(float(np.mean(list(zs.values()))), 2)})
             print(json.dumps(evals[-1]), flush=True)
         if done % RECIPE["checkpoint_every"] == 0 or done == steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": done, "seed": seed,
-                        "steps": steps, "batch_size": bs, "curve": curve, "evals": evals,
-                        "elapsed": time.time() - t0}, tmp)
-            os.replace(tmp, ckpt)
+            save_resume_state(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "step": done,
+                                     "seed": seed, "steps": steps, "batch_size": bs, "curve": curve,
+                                     "evals": evals, "elapsed": time.time() - t0, "torch_rng": torch.get_rng_state()})
     wall = time.time() - t0
     weights = out_dir / "mini-clip.pt"
     sha = save_fp16_state_dict(model, weights)
-    (out_dir / "mini-clip.sha256").write_text(sha + "\n")
+    atomic_write_bytes(out_dir / "mini-clip.sha256", (sha + "\n").encode())
     # final zero-shot with the float16-rounded weights exactly as shipped
     from perlkit.mini.weights import load_mini_model
     shipped = load_mini_model(weights, verify=False)
@@ -351,5 +383,5 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
         "zeroshot_test_top1": zs, "zeroshot_mean": round(float(np.mean(list(zs.values()))), 2) if zs else None,
         "chance": chance, "zeroshot_over_chance": {k: round(zs[k] / chance[k], 2) for k in zs},
     }
-    (out_dir / "pretrain_log.json").write_text(json.dumps(log, indent=1) + "\n")
+    atomic_write_bytes(out_dir / "pretrain_log.json", (json.dumps(log, indent=1) + "\n").encode())
     return log

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import open_clip
 import torch
+
+from perlkit.files import sha256_file
 
 MINI_MODEL = "mini-clip"
 _REPO = Path(__file__).resolve().parents[2]
@@ -24,33 +25,36 @@ def mini_weights_path() -> Path:
     return _REPO / "data" / "mini" / "mini-clip.pt"
 
 
+def restore_advice(name: str = "mini-clip.pt") -> str:
+    """How to get a shipped mini file back: git or a reinstall first; a 43-minute retrain is the last resort."""
+    return (f"restore the shipped file: `git checkout -- data/mini/{name}` in the perlkit checkout ({_REPO}), "
+            "or reinstall perlkit; only if that is impossible, retrain it with "
+            "`perlkit mini pretrain --ship` (about 43 minutes on 2 CPU cores, byte-identical)")
+
+
 def expected_sha256() -> str:
     """The recorded sha256 of the shipped weights (data/mini/mini-clip.sha256)."""
     f = mini_weights_path().with_suffix(".sha256")
     if not f.is_file():
-        raise FileNotFoundError(f"{f} is missing; rebuild the mini CLIP with `perlkit mini pretrain`.")
-    return f.read_text().split()[0].strip()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        raise FileNotFoundError(f"{f} is missing; {restore_advice(f.name)}.")
+    words = f.read_text().split()
+    if not words:
+        raise ValueError(f"{f} is empty; {restore_advice(f.name)}.")
+    return words[0].strip()
 
 
 def verify_mini_weights(path: Path | str | None = None) -> Path:
     """Check the weights file against the recorded sha256; raise a ValueError saying how to rebuild if it differs."""
     p = Path(path) if path is not None else mini_weights_path()
+    shipped = p.resolve() == mini_weights_path().resolve()
+    fix = restore_advice() if shipped else (
+        f"copy the shipped {mini_weights_path()} over it (if that one fails too, {restore_advice()})")
     if not p.is_file():
-        raise FileNotFoundError(f"mini CLIP weights {p} not found; build them with `perlkit mini pretrain`.")
+        raise FileNotFoundError(f"mini CLIP weights {p} not found; {fix}.")
     exp, got = expected_sha256(), sha256_file(p)
     if got != exp:
-        raise ValueError(f"mini CLIP weights {p} fail the checksum: expected sha256 {exp}, got {got}. "
-                         "The file is corrupt or stale; rebuild it with `perlkit mini pretrain` "
-                         "(or restore data/mini/mini-clip.pt from git).")
+        raise ValueError(f"mini CLIP weights {p} fail the checksum (expected sha256 {exp}, got {got}): the file is "
+                         f"corrupt or stale; {fix}.")
     return p
 
 

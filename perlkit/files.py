@@ -1,0 +1,146 @@
+"""Files and provenance: the one home for atomic writes, checksums, the cache root and "who computed this".
+
+Every part of perlkit that writes a file or records where a number came from goes through here, so that the
+guarantees are the same everywhere: a killed process leaves the old file or the new one (never half of one, never a
+stray temp file), a write that fails names its path, and nothing is written into the repository's ``data/`` unless
+the caller asked for it explicitly (``--ship``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import perlkit
+
+PACKAGE_ROOT = Path(perlkit.__file__).resolve().parent
+#: the repository's committed data (shipped results, bench files, mini weights); only ``--ship`` writes here
+REPO_DATA = PACKAGE_ROOT.parent / "data"
+
+
+class StoreError(OSError):
+    """A file perlkit must write cannot be written (read-only folder, disk full): the path and the way out."""
+
+
+def cache_root() -> Path:
+    """Where perlkit writes by default: ``$PERLKIT_CACHE`` or ``~/.cache/perlkit``."""
+    return Path(os.environ.get("PERLKIT_CACHE") or Path.home() / ".cache" / "perlkit")
+
+
+def inside_repo_data(path: str | os.PathLike) -> bool:
+    """Whether a path lies in the repository's committed ``data/`` folder (writes there need ``--ship``)."""
+    try:
+        Path(path).resolve().relative_to(REPO_DATA.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def ensure_writable(folder: str | os.PathLike, what: str = "results") -> Path:
+    """Create ``folder`` and prove a file can be written there, before any long work starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".perlkit-write-check-"):
+            pass
+    except OSError as err:
+        raise StoreError(
+            f"cannot write {what} to {folder}: {err.strerror or err}. Choose a writable folder "
+            "(PERLKIT_CACHE=DIR or --out DIR)"
+        ) from err
+    return folder
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write a file so that a killed process leaves either the old file or the new one, never half of one.
+
+    The bytes go to a unique temp file in the same folder, are flushed and fsynced, then renamed over ``path``.
+    Any failure removes the temp file and raises ``StoreError`` naming ``path``.
+    """
+    path = Path(path)
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as err:
+        raise StoreError(f"could not write {path}: {err.strerror or err}") from err
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any) -> Path:
+    """Atomic JSON write (results, caches, sampled splits, bench records), sorted keys for stable diffs."""
+    return atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file: verifies shipped and user-supplied weights, and ties checkpoints to them."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    """The current git commit of the perlkit checkout, or 'unknown' outside a repository."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=PACKAGE_ROOT
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device | str) -> str:
+    """A device as every record names it: the GPU's model, or the CPU's model with the torch thread count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    threads = torch.get_num_threads()
+    return f"CPU: {model} ({threads} thread{'s' if threads > 1 else ''})"
+
+
+def provenance(device: torch.device | str, **extra: Any) -> dict[str, Any]:
+    """Who computed a number, where and with what: versions, commit, device, time (plus ``extra`` fields)."""
+    import open_clip
+
+    return {
+        "perlkit_version": perlkit.__version__,
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "python": platform.python_version(),
+        "device": device_name(device),
+        "host_cpus": os.cpu_count(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    }

@@ -80,12 +80,28 @@ def output_root(out: str | None, ship: bool, shipped: Path) -> Path | None:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    """Run (or resume) the full sweep behind the book and write its result JSONs (``make results``)."""
+    """Run (or resume) the full sweep behind the book, show its status, or verify stored results by re-running them."""
+    from perlkit.experiments import sweeps
     from perlkit.experiments.store import SHIPPED_RESULTS
-    from perlkit.experiments.sweeps import run_full_sweep
 
     out = output_root(args.out, args.ship, SHIPPED_RESULTS)
-    where = run_full_sweep(profile=args.profile, seeds=tuple(args.seeds), out=out, parts=args.parts)
+    if args.status:
+        status = sweeps.sweep_status(args.profile, tuple(args.seeds), args.parts, out)
+        print(f"{'part':<16}{'done':>8}{'stale':>8}{'missing':>9}")
+        for part, counts in status.items():
+            print(f"{part:<16}{counts['done']:>8}{counts['stale']:>8}{counts['missing']:>9}")
+        return 0
+    if args.verify is not None:
+        checks = sweeps.verify_results(args.profile, args.verify, args.seed, out=out)
+        for check in checks:
+            verdict = "identical" if check.identical else "DIFFERENT"
+            print(f"{verdict:<10} {check.spec.filename}: stored {check.stored} recomputed {check.recomputed}"
+                  f"{'' if check.current else ' (stored fingerprint stale)'}")
+        failed = sum(not c.identical for c in checks)
+        print(f"perlkit results --verify: {len(checks) - failed} of {len(checks)} identical", file=sys.stderr)
+        return 1 if failed else 0
+    where = sweeps.run_full_sweep(profile=args.profile, seeds=tuple(args.seeds), out=out, parts=args.parts,
+                                  only_stored=args.only_stored)
     print(f"perlkit results: results in {where}", file=sys.stderr)
     return 0
 
@@ -120,7 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, nargs="+", default=[1])
     r.add_argument("--out", default=None, help="results folder (default: the user cache, which the chapters read)")
     r.add_argument("--ship", action="store_true", help="write into the repository's data/results (maintainers)")
-    r.add_argument("--parts", nargs="+", default=None, help="subset of the sweep (b2n transfer ablations rivals)")
+    r.add_argument("--parts", nargs="+", default=None,
+                   help="subset of the sweep (b2n transfer ablations rivals_default)")
+    r.add_argument("--only-stored", action="store_true", help="refresh stale results already stored, add none")
+    r.add_argument("--status", action="store_true", help="count done / stale / missing runs per part and exit")
+    r.add_argument("--verify", type=int, default=None, metavar="N",
+                   help="re-run N stored results drawn at random and require identical metrics")
+    r.add_argument("--seed", type=int, default=0, help="random draw of --verify")
     r.set_defaults(func=cmd_results)
 
     add_data_commands(sub)

@@ -8,6 +8,7 @@ the caller asked for it explicitly (``--ship``).
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -144,3 +145,27 @@ def provenance(device: torch.device | str, **extra: Any) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra,
     }
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            value = body[0].value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def code_fingerprint(paths: list[str | os.PathLike]) -> str:
+    """sha256 of what Python code *does*: the syntax trees of ``paths`` without comments, docstrings or layout.
+
+    A result records the fingerprint of the code that computed it, so an edit that can change numbers makes the
+    result stale, while a reworded docstring or a reformatted line does not.
+    """
+    digest = hashlib.sha256()
+    for path in sorted({Path(p).resolve() for p in paths}):
+        tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+        digest.update(f"{path.relative_to(PACKAGE_ROOT).as_posix()}\0".encode())
+        digest.update(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
+    return digest.hexdigest()

@@ -31,8 +31,18 @@ from perlkit.data import (
     sample_fewshot,
     subsample_classes,
 )
-from perlkit.engine import EvalResult, TrainConfig, evaluate, recipe, save_checkpoint, seed_everything, train
-from perlkit.experiments.store import RESULT_SCHEMA, ResultStore, RunSpec, provenance
+from perlkit.engine import (
+    EvalResult,
+    TrainConfig,
+    evaluate,
+    protocol_crop_scale,
+    protocol_template,
+    recipe,
+    save_checkpoint,
+    seed_everything,
+    train,
+)
+from perlkit.experiments.store import RESULT_SCHEMA, ResultStore, RunSpec, provenance, run_fingerprint
 from perlkit.methods import ClassSet, Method, build_method, get_method_class
 from perlkit.profiles import Profile, get_profile
 
@@ -87,31 +97,29 @@ class Session:
         """The method of a run, with the per-dataset options of its own recipe when protocol is 'default'."""
         options = dict(spec.options)
         if spec.protocol == "default":
-            per_dataset = getattr(get_method_class(spec.method), "dataset_options", None)
-            if per_dataset is not None:
-                options = {**per_dataset(spec.dataset, task=_task(spec)), **options}
+            options = {**get_method_class(spec.method).dataset_options(spec.dataset, task=_task(spec)), **options}
         backbone = self.backbone  # loaded first: loading draws random numbers, which must not shift this run's seed
         seed_everything(spec.seed)
         method = build_method(spec.method, backbone, **options)
-        return method.to(backbone.device)  # the method's own modules live beside the frozen weights (CUDA)
+        return method  # TEMP-H12 .to(backbone.device)  # the method's own modules live beside the frozen weights (CUDA)
 
     def train_config(self, method: Method, spec: RunSpec) -> TrainConfig:
-        """The run's recipe: the method's own settings, the chosen protocol, then explicit overrides."""
-        overrides = {}
-        if spec.protocol == "default" and hasattr(method, "dataset_recipe"):
-            overrides = method.dataset_recipe(spec.dataset, task=_task(spec))  # e.g. ImageNet batch sizes
-        return recipe(method, spec.protocol, seed=spec.seed, **{**overrides, **spec.train_overrides})
+        """The run's recipe: the method's own settings (per dataset and task under 'default', e.g. ImageNet batch
+        sizes), the chosen protocol, then the spec's explicit overrides."""
+        return recipe(method, spec.protocol, spec.dataset, _task(spec), seed=spec.seed, **spec.train_overrides)
 
-    def classes(self, method: Method, splits: DatasetSplits, template: str) -> ClassSet:
-        """Prompts of a split's classes, formatted with the dataset's template."""
-        return method.class_set(format_prompts(splits.classnames, get_template(splits.name, template)))
+    def classes(self, method: Method, splits: DatasetSplits, template: str, protocol: str = "unified") -> ClassSet:
+        """Prompts of a split's classes: the requested template kind (CoOp's, the paper's App. D) under 'unified',
+        the method's official prompts (``Method.own_template``, e.g. MMA's "a photo of a {}.") under 'default'."""
+        kind = protocol_template(method, protocol, template)
+        return method.class_set(format_prompts(splits.classnames, get_template(splits.name, kind)))
 
     def fit(self, method: Method, splits: DatasetSplits, spec: RunSpec) -> dict[str, Any]:
-        """Train on a few-shot split with the one training loop."""
+        """Train on a few-shot split with the one training loop (recipe, prompts and crop scale of the protocol)."""
         cfg = self.train_config(method, spec)
         size = self.backbone.image_size
-        transform = build_transform(size, train=True)
-        classes = self.classes(method, splits, spec.template)
+        transform = build_transform(size, train=True, crop_scale=protocol_crop_scale(method, spec.protocol))
+        classes = self.classes(method, splits, spec.template, spec.protocol)
 
         def batches(epoch: int):
             return make_loader(
@@ -122,14 +130,19 @@ class Session:
         history = train(method, batches, classes, cfg, progress=self.progress, desc=f"{spec.method}:{splits.name}")
         return {"config": cfg.to_dict(), **history.to_dict()}
 
-    def score(self, method: Method, splits: DatasetSplits, target: str, template: str, desc: str) -> EvalResult:
-        """Top-1 accuracy on a split's test set, as one closed-set problem."""
+    def score(
+        self, method: Method, splits: DatasetSplits, target: str, template: str, desc: str, protocol: str = "unified"
+    ) -> EvalResult:
+        """Top-1 accuracy on a split's test set, as one closed-set problem; under 'default' with the method's own
+        prompts and its official test-time options for this target (``Method.target_options``, e.g. MMRL++'s beta)."""
         loader = make_loader(
             splits.test, build_transform(self.backbone.image_size, train=False), self.profile.eval_batch_size,
             shuffle=False, num_workers=self.profile.num_workers, skip_corrupt=self.skip_corrupt,
         )
-        return evaluate(method, loader, self.classes(method, splits, template), target, progress=self.progress,
-                        desc=desc)
+        at_test = method.target_options(splits.name, target) if protocol == "default" else {}
+        with method.options_for(**at_test):
+            return evaluate(method, loader, self.classes(method, splits, template, protocol), target,
+                            progress=self.progress, desc=desc)
 
     def _record(self, spec: RunSpec, method: Method, metrics: dict, counts: dict, train_log: dict, start: float):
         payload = {
@@ -140,7 +153,7 @@ class Session:
             "trainable_params": method.num_trainable(),
             "train": train_log,
             "seconds": time.perf_counter() - start,
-            "provenance": provenance(self.profile.to_dict(), self.backbone.device),
+            "provenance": provenance(self.profile.to_dict(), self.backbone.device, self.fingerprint(spec)),
         }
         if method.num_trainable():  # checkpoint first: the result file is what marks the run as done
             save_checkpoint(method, self.store.checkpoint_path(spec), extra={"spec": spec.to_dict()})
@@ -152,7 +165,7 @@ class Session:
         """Train on base classes (16 shots), test base among base and novel among novel classes."""
         if spec.kind != "b2n":
             raise ValueError(f"expected a 'b2n' spec, got {spec.kind!r}")
-        if not recompute and (hit := self.store.get(spec)) is not None:
+        if not recompute and (hit := self.stored(spec)) is not None:
             return hit
         start = time.perf_counter()
         few = sample_fewshot(self.dataset(spec.dataset), spec.shots, spec.seed)
@@ -176,7 +189,7 @@ class Session:
         """Train on all ImageNet classes (16 shots); test ImageNet, the 10 targets (XD) and the 4 variants (DG)."""
         if spec.kind != "imagenet_transfer" or spec.dataset != "imagenet":
             raise ValueError("imagenet_transfer runs need kind='imagenet_transfer' and dataset='imagenet'")
-        if not recompute and (hit := self.store.get(spec)) is not None:
+        if not recompute and (hit := self.stored(spec)) is not None:
             return hit
         start = time.perf_counter()
         source = sample_fewshot(self.dataset("imagenet"), spec.shots, spec.seed)
@@ -206,13 +219,21 @@ class Session:
                          "test_images": result.total, "chance": 100.0 / len(splits.classnames)})
         return rows
 
+    def fingerprint(self, spec: RunSpec) -> dict[str, str]:
+        """What decides the run's numbers besides its spec: the code computing it and the backbone's weights."""
+        return run_fingerprint(spec.method, self.backbone.weights_sha256())
+
+    def stored(self, spec: RunSpec) -> dict[str, Any] | None:
+        """The run's stored result if it is current (made by this code on these weights), else None."""
+        return self.store.get(spec, self.fingerprint(spec))
+
     def run(self, spec: RunSpec, recompute: bool = False, wait: bool = True) -> dict[str, Any] | None:
         """Dispatch a spec to its protocol, holding the store's lock on it so that two processes never compute it
         twice; with ``wait=False`` returns None at once when another process holds the run."""
         protocol = {"b2n": self.base_to_novel, "imagenet_transfer": self.imagenet_transfer}.get(spec.kind)
         if protocol is None:
             raise ValueError(f"unknown run kind {spec.kind!r}; expected 'b2n' or 'imagenet_transfer'")
-        if not recompute and (hit := self.store.get(spec)) is not None:
+        if not recompute and (hit := self.stored(spec)) is not None:
             return hit
         self.store.ensure_writable()  # before training, not after it
         with self.store.claim(spec, wait=wait) as claimed:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
+import inspect
 import json
 import os
 import warnings
@@ -58,9 +60,32 @@ class RunSpec:
         return f"{self.kind}-{self.method}-{self.dataset}-s{self.seed}-{self.key}.json"
 
 
-def provenance(profile: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Who computed a number, where and with what: versions, commit, device, time, and the run's profile."""
-    return files.provenance(device, profile=profile)
+def provenance(profile: dict[str, Any], device: torch.device, fingerprint: dict[str, str]) -> dict[str, Any]:
+    """Who computed a number, where and with what: versions, commit, device, time, the run's profile, and the
+    fingerprint of what decides its numbers (``run_fingerprint``)."""
+    return files.provenance(device, profile=profile, fingerprint=fingerprint)
+
+
+#: the modules whose code decides every run's numbers (a method's own file is added per run)
+NUMERIC_MODULES = (
+    "backbone.py", "engine.py", "methods/base.py", "data/core.py", "data/readers.py", "data/registry.py",
+    "data/fewshot.py", "data/loading.py", "data/images.py", "data/prompts.py", "experiments/protocols.py",
+)
+
+
+@functools.cache
+def _method_code(method: str) -> str:
+    from perlkit.methods import get_method_class
+
+    own = [inspect.getsourcefile(cls) for cls in get_method_class(method).__mro__ if cls.__module__.startswith(
+        "perlkit.methods.")]
+    return files.code_fingerprint([*(files.PACKAGE_ROOT / m for m in NUMERIC_MODULES), *own])
+
+
+def run_fingerprint(method: str, weights_sha256: str) -> dict[str, str]:
+    """What decides a run's numbers besides its spec: the code of the modules that compute it (syntax only, see
+    ``files.code_fingerprint``) and the frozen weights. A stored result with another fingerprint is stale."""
+    return {"code": _method_code(method), "weights_sha256": weights_sha256}
 
 
 class ResultStore:
@@ -102,8 +127,9 @@ class ResultStore:
         ensure_writable(self.write_dir, "results")
         ensure_writable(self.checkpoint_dir, "checkpoints")
 
-    def get(self, spec: RunSpec) -> dict[str, Any] | None:
-        """The stored result of a run, or None; an unreadable file is reported and treated as missing."""
+    def get(self, spec: RunSpec, fingerprint: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """The stored result of a run, or None; an unreadable file is reported and treated as missing, and with a
+        ``fingerprint`` a result made by other code or weights is stale, so missing (``is_stale`` tells which)."""
         for folder in self.read_dirs:
             path = folder / spec.filename
             if not path.is_file():
@@ -120,12 +146,18 @@ class ResultStore:
                 continue
             if payload.get("schema") != RESULT_SCHEMA or payload.get("spec") != spec.to_dict():
                 continue
+            if fingerprint is not None and payload.get("provenance", {}).get("fingerprint") != fingerprint:
+                continue
             unfinished = payload.get("trainable_params") and not self.checkpoint_path(spec).is_file()
             if folder == self.write_dir and unfinished:
                 continue  # checkpoint deleted or never written: the run is not done
             payload["_path"] = str(path)
             return payload
         return None
+
+    def is_stale(self, spec: RunSpec, fingerprint: dict[str, str]) -> bool:
+        """Whether a result of the run is stored but was made by other code or weights."""
+        return self.get(spec) is not None and self.get(spec, fingerprint) is None
 
     def put(self, spec: RunSpec, payload: dict[str, Any]) -> Path:
         """Write a run's result atomically."""

@@ -1,0 +1,35 @@
+"""Shipped results are what the code gives: a fixed, cheap sample of them (every method, both protocols) is re-run
+from its spec on the mini profile and must match bit for bit, with a current code-and-weights fingerprint.
+
+``perlkit results --verify N`` does the same for N results drawn at random.
+"""
+
+from __future__ import annotations
+
+import json
+
+from perlkit.experiments import RunSpec
+from perlkit.experiments.store import SHIPPED_RESULTS
+from perlkit.experiments.sweeps import verify_results
+from perlkit.methods import list_methods
+
+#: EuroSAT base-to-novel is the cheapest run of every method (about 5 s each); zero-shot ImageNet transfer covers
+#: the second protocol (ImageNet, 10 cross-dataset targets and 4 shifted variants; about 40 s)
+SAMPLE = [RunSpec("b2n", method, "eurosat") for method in list_methods()] + [
+    RunSpec("imagenet_transfer", "zeroshot", "imagenet")
+]
+
+
+def test_sample_is_shipped() -> None:
+    for spec in SAMPLE:
+        path = SHIPPED_RESULTS / "mini" / spec.filename
+        assert path.is_file(), path
+        assert json.loads(path.read_text())["spec"] == spec.to_dict()
+
+
+def test_shipped_sample_reproduces_bit_for_bit() -> None:
+    """Stored results are read shipped-first; the re-runs go to a scratch store, never the user's cache."""
+    checks = verify_results("mini", specs=SAMPLE, progress=False)
+    for check in checks:
+        assert check.identical, (check.spec.filename, check.stored, check.recomputed)
+        assert check.current, f"{check.spec.filename}: shipped with another code fingerprint; run make results"

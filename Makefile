@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.perlkit-installed
 CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 
-.PHONY: install book chapters html test unit nbval lint results bench clean
+.PHONY: install book chapters html test unit nbval lint results bench smoke clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ results: install
 
 bench: install
 	$(BIN)/perlkit bench --profile mini --json --ship
+
+## make smoke: every method trains and evaluates end to end (paper profile, random ViT-B/16, synthetic data root in
+## the CoOp layout) on CUDA when present, else the CPU; writes data/bench/paper-<cuda|cpu>-smoke.json
+smoke: install
+	$(BIN)/perlkit smoke --ship
 
 clean:
 	rm -rf _build

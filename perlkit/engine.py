@@ -7,6 +7,7 @@ Methods only say what a forward pass returns (``Method.forward``) and how they c
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
@@ -23,6 +24,8 @@ from tqdm.auto import tqdm
 import perlkit
 from perlkit.files import atomic_write_bytes, git_commit
 from perlkit.methods.base import Classifier, ClassSet, Method
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,6 +121,26 @@ def recipe(
     return TrainConfig(**own)
 
 
+#: the training crop of the unified protocol for every method (perlkit's, MMRL's configs' RRCROP_SCALE)
+UNIFIED_CROP_SCALE: tuple[float, float] = (0.5, 1.0)
+
+
+def protocol_template(method: Method | type[Method], protocol: str, requested: str = "coop") -> str:
+    """The prompt template kind of a run: the requested one (CoOp's, App. D) under 'unified', the method's own
+    official prompts (``Method.own_template``) under 'default'."""
+    if protocol not in ("unified", "default"):
+        raise ValueError(f"protocol must be 'unified' or 'default', got {protocol!r}")
+    return method.own_template if protocol == "default" else requested
+
+
+def protocol_crop_scale(method: Method | type[Method], protocol: str) -> tuple[float, float]:
+    """The ``RandomResizedCrop`` scale of a run: ``UNIFIED_CROP_SCALE`` under 'unified', the method's official one
+    (``Method.crop_scale``) under 'default'."""
+    if protocol not in ("unified", "default"):
+        raise ValueError(f"protocol must be 'unified' or 'default', got {protocol!r}")
+    return tuple(method.crop_scale) if protocol == "default" else UNIFIED_CROP_SCALE
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch, as Dassl does before building data and model."""
     random.seed(seed)
@@ -187,8 +210,10 @@ def train(
     if cfg.max_steps:
         total = min(total, cfg.max_steps) if total else cfg.max_steps
     warmup = cfg.warmup_length(steps_per_epoch)  # a recipe's 0 means no warm-up: no `or` fall-through
+    if not torch.is_grad_enabled():
+        raise RuntimeError(f"{desc}: training needs gradients, but it was called under torch.no_grad()")
     method.train()
-    start, step = time.perf_counter(), 0
+    start, step, fitting = time.perf_counter(), 0, True
     bar = tqdm(total=total or None, desc=desc, disable=not progress, leave=False)
     for epoch in range(cfg.epochs):
         for images, labels in batches(epoch):
@@ -198,6 +223,9 @@ def train(
             images, labels = images.to(device), labels.to(device)
             with autocast_context(device):
                 out = method(images, labels, classes)
+            if not out.loss.requires_grad:  # nothing trainable reaches the loss: train nothing, as for zero-shot
+                fitting = _skip_training(method, desc, step)
+                break
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if cfg.grad_clip:
@@ -210,12 +238,21 @@ def train(
             bar.set_postfix(loss=f"{out.loss.item():.3f}")
             if cfg.max_steps and step >= cfg.max_steps:
                 break
-        if cfg.max_steps and step >= cfg.max_steps:
+        if not fitting or (cfg.max_steps and step >= cfg.max_steps):
             break
     bar.close()
     method.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _skip_training(method: Method, desc: str, step: int) -> bool:
+    """Log (or, past the first step, refuse) a loss with no gradient path; returns False: stop fitting."""
+    if step:
+        raise RuntimeError(f"{desc}: {method.name}'s loss lost its gradient path at step {step + 1}")
+    _log.warning("%s: %s's loss does not depend on any trainable parameter, so there is nothing to fit: training "
+                 "skipped, the method is evaluated as built (PERL with steps=0 is zero-shot CLIP)", desc, method.name)
+    return False
 
 
 def _len_or_none(iterable: Iterable) -> int:

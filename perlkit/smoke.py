@@ -69,6 +69,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from perlkit.backbone import create_backbone
 from perlkit.data import B2N_DATASETS, DATASET_NAMES, PUBLISHED_COUNTS, Expected, canonical_name
 from perlkit.data.registry import EXPECTED_FILE, RENAMES, SPECS
 from perlkit.experiments import ResultStore, RunSpec, Session
@@ -282,6 +283,7 @@ def build_data_root(
     root = Path(root) if root is not None else default_data_root(shapes)
     info: dict[str, Any] = {"root": str(root), "written": False, "write_seconds": 0.0, "files": None}
     if is_complete(root, shapes):
+        info["files"] = json.loads((root / MARKER).read_text()).get("files")
         return root, info
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise SmokeError(
@@ -313,12 +315,14 @@ def build_data_root(
                 bar.update(done)
         bar.close()
         (tmp / MARKER).write_text(json.dumps({"config": _data_config(shapes), "files": len(items)}, indent=1) + "\n")
+        tmp.chmod(0o755)  # mkdtemp's folder is private; the root is an ordinary folder
         try:
             os.replace(tmp, root)  # onto a missing or empty folder
         except OSError:
             if not is_complete(root, shapes):  # another process finished the same root first: use theirs
                 raise
             shutil.rmtree(tmp)
+            return root, info
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # ours, half-written
         raise
@@ -329,12 +333,10 @@ def build_data_root(
 # ------------------------------------------------------------------------------------------- weights
 def random_weights_file(model: str) -> Path:
     """Random weights of ``model`` saved once to ``<cache>/smoke/random-<model>.pt`` (seed 0), for the file path."""
-    import open_clip
-
     path = cache_root() / "smoke" / f"random-{model}.pt"
     if not path.is_file():
         torch.manual_seed(0)
-        clip = open_clip.create_model(model, pretrained=None, device="cpu")
+        clip = create_backbone(model, None).model  # the open_clip model inside the frozen wrapper
         buffer = io.BytesIO()
         torch.save(clip.state_dict(), buffer)
         atomic_write_bytes(path, buffer.getvalue())
@@ -410,8 +412,11 @@ def _rate(images: int, seconds: float) -> float | None:
     return round(images / seconds, 2) if images and seconds > 0 else None
 
 
-def _release(device: torch.device) -> None:
-    gc.collect()
+def _release(device: torch.device, collect: bool = False) -> None:
+    """Hand freed CUDA blocks back before the next run; ``collect`` also breaks the cycles a caught error leaves
+    (a full ``gc.collect`` takes ~0.5 s with a CLIP loaded, so it is kept for failures)."""
+    if collect:
+        gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
@@ -450,7 +455,7 @@ def run_one(session: _MeteredSession, spec: RunSpec) -> dict[str, Any]:
                   eval_images_per_s=_rate(session.eval_images, session.eval_seconds))
     if device.type == "cuda":
         record["cuda_max_allocated_mb"] = _mb(torch.cuda.max_memory_allocated(device))
-    _release(device)
+    _release(device, collect=not record["ok"])
     return record
 
 
@@ -461,7 +466,8 @@ def run_smoke(settings: SmokeSettings, root: str | os.PathLike | None = None, pr
     shapes = data_shapes(settings.quick, settings.test_per_class)
     root, data = build_data_root(shapes, root, progress=progress)
     pretrained = str(random_weights_file(settings.model)) if settings.pretrained == RANDOM_FILE else settings.pretrained
-    overrides = {"num_workers": 0} if settings.quick else {}  # tiny-clip on 2 cores: worker start-up would dominate
+    # tiny-clip: worker start-up and a second OpenMP thread (spin-waiting on a shared machine) would dominate
+    overrides = {"num_workers": 0, "threads": 1} if settings.quick else {}
     profile = get_profile("paper", data_root=str(root), model=settings.model, pretrained=pretrained,
                           device=str(device), **overrides)
     store_dir = cache_root() / "smoke" / f"results-{settings.model}-{device.type}"
@@ -593,7 +599,10 @@ def add_smoke_command(sub: argparse._SubParsersAction) -> None:
     """Register ``perlkit smoke`` on the CLI's subparsers."""
     p = sub.add_parser(
         "smoke", help="every method trains and evaluates end to end (paper profile, random weights, synthetic data)",
-        description=__doc__.split("\n\n")[0],
+        description="Every method trains and evaluates end to end on the paper profile's path (readers, loaders, "
+                    "engine, result store) with random weights, on a synthetic data root of the real benchmarks' "
+                    "class counts; writes a JSON record of seconds, images/s, peak CUDA memory and pass/fail. "
+                    "Exits 1 when any run failed.",
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--model", default=None,

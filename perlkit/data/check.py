@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .core import DatasetError
 from .images import image_problem
-from .readers import SPLITS, expected_counts, read_raw, resolve_data_root
+from .readers import SPLITS, expected_counts, read_raw, resolve_data_root, root_hint
 from .registry import DISPLAY_NAMES, SPECS, canonical_name
 
 STATUSES: tuple[str, ...] = ("present", "missing", "incomplete", "corrupt")
@@ -56,7 +56,9 @@ def check_dataset(name: str, root: str | os.PathLike | None, verify_images: bool
     report.num_classes = (0, expected.num_classes)
     if not folder.is_dir():
         report.status = "missing"
-        report.message = f"expected folder {folder}; {DISPLAY_NAMES[key]} comes from: {SPECS[key].source}"
+        report.message = (
+            f"expected folder {folder}{root_hint(data_root)}; {DISPLAY_NAMES[key]} comes from: {SPECS[key].source}"
+        )
         return report
     try:
         _, _, raw = read_raw(key, data_root)

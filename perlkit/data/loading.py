@@ -22,18 +22,19 @@ def build_transform(
     train: bool,
     mean: Sequence[float] = CLIP_MEAN,
     std: Sequence[float] = CLIP_STD,
+    crop_scale: tuple[float, float] = (0.5, 1.0),
 ) -> Callable:
     """The image pipeline every method shares.
 
     Evaluation: CLIP's preprocessing (bicubic resize of the short side, center crop, CLIP mean/std).
-    Training: Dassl's ``random_resized_crop`` with scale (0.5, 1) as in MMRL, plus a horizontal flip.
+    Training: Dassl's ``random_resized_crop`` plus a horizontal flip; ``crop_scale`` (0.5, 1) as in MMRL's configs
+    (the unified protocol's, for every method), Dassl's default (0.08, 1) where a method's configs leave it.
     """
     bicubic = T.InterpolationMode.BICUBIC
     tail = [T.ToTensor(), T.Normalize(mean=list(mean), std=list(std))]
     if train:
-        return T.Compose(
-            [T.RandomResizedCrop(image_size, scale=(0.5, 1.0), interpolation=bicubic), T.RandomHorizontalFlip(), *tail]
-        )
+        crop = T.RandomResizedCrop(image_size, scale=tuple(crop_scale), interpolation=bicubic)
+        return T.Compose([crop, T.RandomHorizontalFlip(), *tail])
     return T.Compose([T.Resize(image_size, interpolation=bicubic), T.CenterCrop(image_size), *tail])
 
 

@@ -60,6 +60,15 @@ def resolve_data_root(value: str | os.PathLike | None) -> Path:
     return path.resolve()
 
 
+def root_hint(data_root: Path) -> str:
+    """A hint when the data root is itself one dataset's folder (a common slip: --data-root DIR/eurosat), else ''."""
+    folders = {spec.folder for spec in SPECS.values()}
+    if data_root.name in folders and not any((data_root / f).is_dir() for f in folders):
+        return (f" (the data root {data_root} looks like a dataset folder itself: pass the folder that holds it, "
+                f"--data-root {data_root.parent})")
+    return ""
+
+
 def dataset_folder(name: str, root: str | os.PathLike | None) -> Path:
     """The folder of dataset ``name`` under the data root (e.g. ``<root>/caltech-101``); need not exist."""
     return resolve_data_root(root) / SPECS[canonical_name(name)].folder
@@ -332,7 +341,9 @@ def read_raw(name: str, root: str | os.PathLike | None) -> tuple[str, Path, RawS
     spec = SPECS[key]
     folder = resolve_data_root(root) / spec.folder
     if not folder.is_dir():
-        raise DatasetError(f"{DISPLAY_NAMES[key]} is missing: expected folder {folder}. {_where(key)}")
+        raise DatasetError(
+            f"{DISPLAY_NAMES[key]} is missing: expected folder {folder}{root_hint(folder.parent)}. {_where(key)}"
+        )
     try:
         return key, folder, READERS[spec.kind](key, spec, folder)
     except OSError as exc:  # a folder that cannot be listed (permissions, a broken mount) is a data problem too

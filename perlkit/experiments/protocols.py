@@ -101,7 +101,7 @@ class Session:
         backbone = self.backbone  # loaded first: loading draws random numbers, which must not shift this run's seed
         seed_everything(spec.seed)
         method = build_method(spec.method, backbone, **options)
-        return method  # TEMP-H12 .to(backbone.device)  # the method's own modules live beside the frozen weights (CUDA)
+        return method.to(backbone.device)  # the method's own modules live beside the frozen weights (CUDA)
 
     def train_config(self, method: Method, spec: RunSpec) -> TrainConfig:
         """The run's recipe: the method's own settings (per dataset and task under 'default', e.g. ImageNet batch
@@ -177,8 +177,8 @@ class Session:
             )
         method = self.build(spec)
         train_log = self.fit(method, base, spec)
-        b = self.score(method, base, "base", spec.template, f"{spec.dataset} base")
-        n = self.score(method, novel, "novel", spec.template, f"{spec.dataset} novel")
+        b = self.score(method, base, "base", spec.template, f"{spec.dataset} base", spec.protocol)
+        n = self.score(method, novel, "novel", spec.template, f"{spec.dataset} novel", spec.protocol)
         metrics = {"base": b.accuracy, "novel": n.accuracy, "hm": harmonic_mean(b.accuracy, n.accuracy)}
         counts = {"train_images": len(base.train), "base_classes": len(base.classnames),
                   "novel_classes": len(novel.classnames), "base_test": b.total, "novel_test": n.total,
@@ -199,7 +199,7 @@ class Session:
         for name in ("imagenet", *XD_TARGETS, *DG_TARGETS):
             target = "base" if name == "imagenet" else "transfer"
             # ImageNet-A/-R keep their 200-class subset; the classifier is built over the classes they contain
-            result = self.score(method, self.dataset(name), target, spec.template, name)
+            result = self.score(method, self.dataset(name), target, spec.template, name, spec.protocol)
             metrics[name] = result.accuracy
             counts[f"{name}_test"] = result.total
         metrics["xd_average"] = sum(metrics[n] for n in XD_TARGETS) / len(XD_TARGETS)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from perlkit import files
-from perlkit.files import REPO_DATA, atomic_write_json, cache_root, ensure_writable
+from perlkit.files import REPO_DATA, atomic_write_json, cache_root, ensure_writable, inside_repo_data
 
 RESULT_SCHEMA = "perlkit-result-v1"
 SHIPPED_RESULTS = REPO_DATA / "results"
@@ -149,8 +149,8 @@ class ResultStore:
             if fingerprint is not None and payload.get("provenance", {}).get("fingerprint") != fingerprint:
                 continue
             unfinished = payload.get("trainable_params") and not self.checkpoint_path(spec).is_file()
-            if folder == self.write_dir and unfinished:
-                continue  # checkpoint deleted or never written: the run is not done
+            if unfinished and folder == self.write_dir and not inside_repo_data(folder):
+                continue  # checkpoint deleted or never written: not done (the repository ships only a few checkpoints)
             payload["_path"] = str(path)
             return payload
         return None

@@ -124,8 +124,8 @@ class Method(nn.Module):
     #: the ``RandomResizedCrop`` scale of the official training augmentation; used under protocol='default' only
     crop_scale: ClassVar[tuple[float, float]] = (0.5, 1.0)
     #: where the default recipe comes from (official repository, config file and line), keyed by setting
-    #: ("b2n", "b2n_imagenet", "cross", "few_shot", "few_shot_imagenet", "template", "crop", "schedule"); the
-    #: book's recipe table prints them
+    #: ("all" for one recipe everywhere, or "b2n", "b2n_imagenet", "cross", "few_shot", "few_shot_imagenet"; plus
+    #: "template", "crop", "schedule"); ``perlkit.report.recipe_table`` prints them
     recipe_sources: ClassVar[dict[str, str]] = {}
 
     @classmethod

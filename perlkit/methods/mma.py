@@ -24,6 +24,10 @@ Choices the sources leave open, made here:
   (``crop_scale``), used under protocol='default'; the unified protocol crops every method with (0.5, 1).
 * Schedule: Dassl's cosine stepped once an epoch (``T_max`` = 5 epochs, no warm-up) under protocol='default'; the
   unified protocol runs its one epoch with a cosine decaying every step.
+* Encoders of unequal depth (ViT-L/14: 24 vision, 12 text blocks): as in the official code, ``adapter_start`` and
+  ``adapter_end`` are block numbers of each encoder (its ``_build_adapter`` takes each tower's own block count), and
+  ``shared_l`` pairs block l of both encoders, so the range must exist in both; the defaults adapt blocks 5..12 of
+  both encoders and leave vision blocks 13..24 frozen.
 * The official code also supports an adapter on the embedding layer (index 0); its configs never use it and perlkit
   does not implement it (``adapter_start`` must be >= 1).
 * The per-dataset batch/epoch table in the official ``run_examples.sh`` comment is not what its scripts run (they
@@ -125,8 +129,12 @@ class MMA(Method):
     def __init__(self, backbone: FrozenCLIP, **options: Any) -> None:
         super().__init__(backbone, **options)
         cfg = self.config
-        if cfg.adapter_end > backbone.num_layers:
-            raise ValueError(f"adapter_end {cfg.adapter_end} exceeds the {backbone.num_layers} blocks")
+        for m in MODALITIES:  # block numbers of each encoder; shared_l pairs block l of both, so both must have it
+            if cfg.adapter_end > backbone.depth(m):
+                raise ValueError(
+                    f"adapter_end {cfg.adapter_end} is out of range for the {m} encoder of "
+                    f"{backbone.model_name or 'the backbone'} (blocks 1..{backbone.depth(m)})"
+                )
         n, r = cfg.adapter_end - cfg.adapter_start + 1, cfg.adapter_dim
         self.down = nn.ModuleDict(
             {

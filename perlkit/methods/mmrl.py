@@ -28,6 +28,10 @@ Choices the sources leave open or that differ from the reference summary, made h
 * Prompts: the official code uses the per-dataset CoOp template (``CUSTOM_TEMPLATES``, ``own_template = "coop"``);
   the harness puts the same prompts in the ``ClassSet`` under both protocols. No context is learned.
 * The frozen image feature of the alignment loss is computed from the same input batch (the harness's augmentation).
+* Encoders of unequal depth (ViT-L/14: 24 vision, 12 text blocks): the official ``REP_LAYERS`` list names the same
+  block numbers in both encoders, one aligner pair per entry, so the insertion blocks are ``start_layer`` up to the
+  last block of the *shallower* encoder (6..12 on L/14: 7 + 7 aligners, as on B/16); the deeper encoder runs its
+  remaining blocks (13..24) with the tokens in place, as the official encoder does at blocks outside the list.
 * Recipe (protocol='default', ``recipe`` and ``dataset_recipe``, sources in ``recipe_sources``): as the official
   configs, per task; the lr follows Dassl's scheduler, stepped once an epoch (``schedule_unit='epoch'``): one
   warm-up epoch at the constant 1e-5, then a cosine over ``T_max = MAX_EPOCH`` restarted after the warm-up.
@@ -47,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perlkit.backbone import FrozenCLIP, normalize
+from perlkit.backbone import MODALITIES, FrozenCLIP, normalize
 from perlkit.methods.base import TARGETS, Classifier, ClassSet, Method, TrainOutput
 from perlkit.methods.registry import register_method
 
@@ -131,9 +135,16 @@ class MMRL(Method):
     def __init__(self, backbone: FrozenCLIP, **options: Any) -> None:
         super().__init__(backbone, **options)
         cfg = self.config
-        if not 1 <= cfg.start_layer <= backbone.num_layers:
-            raise ValueError(f"start_layer must lie in 1..{backbone.num_layers}, got {cfg.start_layer}")
-        self.n_layers = backbone.num_layers - cfg.start_layer + 1
+        # insertion blocks start_layer..L in both encoders; with unequal depths L is the shallower encoder's (see
+        # module docstring), and the deeper one runs its remaining blocks with the tokens in place
+        shallow = min(MODALITIES, key=backbone.depth)
+        last = backbone.depth(shallow)
+        if not 1 <= cfg.start_layer <= last:
+            raise ValueError(
+                f"start_layer {cfg.start_layer} is out of range for the {shallow} encoder of "
+                f"{backbone.model_name or 'the backbone'} (blocks 1..{last})"
+            )
+        self.n_layers = last - cfg.start_layer + 1
         self.rep_tokens = nn.Parameter(torch.empty(cfg.n_tokens, cfg.rep_dim))
         nn.init.normal_(self.rep_tokens, std=0.02)
         self._build_heads()
@@ -174,6 +185,8 @@ class MMRL(Method):
                 slots = self.compose(index, tokens.unsqueeze(0), hidden[:, 1 : 1 + k])
                 hidden = torch.cat([hidden[:, :1], slots, hidden[:, 1 + k :]], dim=1)
             hidden = self.backbone.run_blocks(modality, hidden, start + index, start + index + 1)
+        if start + self.n_layers < self.backbone.depth(modality):  # the deeper encoder: blocks past the last insertion
+            hidden = self.backbone.run_blocks(modality, hidden, start + self.n_layers)
         return hidden
 
     def _image_features(self, images: torch.Tensor, frozen: bool = False):

@@ -13,6 +13,9 @@ Choices the paper leaves open ([NS]/[INF] in the reference), made here and recor
   rebuilt for the longer sequence, so EOS (after them) attends to every thought token.
 * Default PyTorch initialisation for phi (no zero-init), full back-propagation through the recurrence
   (``detach_steps=False``), no gating or residual scale.
+* J is a block index of each encoder and nothing needs equal depths: on ViT-L/14 (24 vision, 12 text blocks) J = 7
+  leaves 17 upper vision blocks and 5 upper text blocks to re-run; every J must be below each encoder's depth. The
+  parameter count 5 (d_v + d_t) + 2 does not depend on depth (8,962 on L/14).
 * Multi-depth variants (PERL-Deep / -Layer / -LayerStep of Table 4): at step k one token per listed depth is made
   from the same h(k-1); the tokens of depth d are prepended when the sequence reaches block d, so the sequence
   grows by k tokens at each depth. The base runs up to the first depth. Layer-specific = one projector per depth,
@@ -33,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from perlkit.backbone import EncodedTokens, FrozenCLIP, normalize
+from perlkit.backbone import MODALITIES, EncodedTokens, FrozenCLIP, normalize
 from perlkit.methods.base import Classifier, ClassSet, Method, TrainOutput
 from perlkit.methods.registry import register_method
 
@@ -96,7 +99,7 @@ class PERL(Method):
         "scheduler": "constant",
     }
     recipe_sources: ClassVar[dict[str, str]] = {
-        "b2n": "PERL paper App. A (AdamW, lr 1e-4, batch 4, one epoch); weight decay, schedule, warm-up [NS]: "
+        "all": "PERL paper App. A (AdamW, lr 1e-4, batch 4, one epoch); weight decay, schedule, warm-up [NS]: "
         "torch's AdamW default decay, constant lr, none",
         "template": "[NS] in the paper; perlkit: CoOp's per-dataset templates (the unified protocol's)",
         "crop": "[NS] in the paper; perlkit: the CoOp-protocol random resized crop, scale (0.5, 1) as MMRL",
@@ -105,9 +108,15 @@ class PERL(Method):
     def __init__(self, backbone: FrozenCLIP, **options) -> None:
         super().__init__(backbone, **options)
         cfg = self.config
-        if cfg.depths[-1] >= backbone.num_layers or cfg.depths[0] < 0:
-            raise ValueError(f"split depths {cfg.depths} must lie in 0..{backbone.num_layers - 1}")
         self.active = ("vision", "text") if cfg.modalities == "both" else (cfg.modalities,)
+        for m in MODALITIES:  # J is a block index of each encoder; both run their base up to depths[0]
+            depth = backbone.depth(m)
+            checked = cfg.depths if m in self.active else cfg.depths[:1]
+            if checked[0] < 0 or checked[-1] >= depth:
+                raise ValueError(
+                    f"split {cfg.split} is out of range for the {m} encoder of {backbone.model_name or 'the backbone'}"
+                    f" (blocks 0..{depth - 1} of {depth})"
+                )
         n_depth = len(cfg.depths) if cfg.layer_specific else 1
         n_step = max(cfg.steps, 1) if cfg.step_specific else 1
         self.projectors = nn.ModuleDict(

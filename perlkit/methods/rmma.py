@@ -22,7 +22,8 @@ lambda = 0.6 (the summary's best values). One inference path for every target.
 
 Choices made here (the summary is silent):
 
-* Layers: blocks 5..12 (1-based) of both encoders, as MMA (R-MMA is "an extension of MMA").
+* Layers: blocks 5..12 (1-based) of both encoders, as MMA (R-MMA is "an extension of MMA"); block numbers of each
+  encoder, so on ViT-L/14 (24 vision, 12 text blocks) vision blocks 13..24 run unadapted, as MMA's.
 * One latent token per sequence and per encoder. The summary's fusion takes an image and a text term; coupling a
   particular image with a particular prompt would make the class embeddings depend on the test image (C x the cost
   and no precomputed classifier). Each encoder therefore fills its own slot of ``[W_Id v~_I ; W_Td v~_T]`` and leaves
@@ -100,7 +101,7 @@ class RMMA(Method):
         "warmup_epochs": 0,
     }
     recipe_sources: ClassVar[dict[str, str]] = {
-        "b2n": "R-MMA summary: AdamW, lr 1e-3; epochs, batch, schedule: perlkit's choice, MMA's vit_b16_ep5.yaml "
+        "all": "R-MMA summary: AdamW, lr 1e-3; epochs, batch, schedule: perlkit's choice, MMA's vit_b16_ep5.yaml "
         "(R-MMA's code was not available)",
         "template": "perlkit's choice: MMA's \"a photo of a {}.\" (R-MMA's code was not available)",
         "crop": "perlkit's choice: MMA's, Dassl's default (0.08, 1) (R-MMA's code was not available)",
@@ -112,8 +113,12 @@ class RMMA(Method):
     def __init__(self, backbone: FrozenCLIP, **options: Any) -> None:
         super().__init__(backbone, **options)
         cfg = self.config
-        if cfg.end_layer > backbone.num_layers:
-            raise ValueError(f"end_layer {cfg.end_layer} exceeds the {backbone.num_layers} blocks")
+        for m in MODALITIES:  # block numbers of each encoder, as MMA's
+            if cfg.end_layer > backbone.depth(m):
+                raise ValueError(
+                    f"end_layer {cfg.end_layer} is out of range for the {m} encoder of "
+                    f"{backbone.model_name or 'the backbone'} (blocks 1..{backbone.depth(m)})"
+                )
         d = cfg.dim
         widths = {m: backbone.width(m) for m in MODALITIES}
         self.v0 = nn.Parameter(torch.randn(d) * 0.02)
@@ -163,7 +168,7 @@ class RMMA(Method):
         else:
             valid = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
         latent = self.v0.to(hidden.dtype).expand(hidden.shape[0], -1)
-        for i in range(cfg.start_layer - 1, self.backbone.num_layers):
+        for i in range(cfg.start_layer - 1, self.backbone.depth(modality)):
             hidden = self.backbone.run_blocks(modality, hidden, i, i + 1)
             if i < cfg.end_layer:
                 hidden, latent = self.step(modality, hidden, latent, state.readout, valid)

@@ -11,6 +11,7 @@ import numbers
 import os
 import re
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -293,6 +294,11 @@ def _install(tmp: Path, root: Path, seed: int, scale: float) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them (no traceback from every worker, no hang)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _render_png(job: tuple[int, int, int, int, int]) -> bytes:
     return _png_bytes(render_bench_image(*job))
 
@@ -332,7 +338,8 @@ def _render_into(tmp: Path, seed: int, scale: float, progress: bool, workers: in
     total = sum(len(p) for _, _, p in plans)
     bar = tqdm(total=total, desc="mini world", disable=not progress, unit="img")
     workers = max(1, min(os.cpu_count() or 1, 2)) if workers is None else workers
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    pool = mp.get_context("fork").Pool(workers, initializer=_ignore_sigint) if workers > 1 else None
+    finished = False
     try:
         for bi, b, items in plans:
             ddir = tmp / DATASET_DIR[b.key]
@@ -345,9 +352,13 @@ def _render_into(tmp: Path, seed: int, scale: float, progress: bool, workers: in
             for rel, data in _meta_files(b, items).items():
                 _write(ddir / rel, data)
                 manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
+        finished = True
     finally:
-        if pool is not None:
-            pool.close()
+        if pool is not None:  # on Ctrl-C or an error, stop the workers: close() would wait for the queued images
+            if finished:
+                pool.close()
+            else:
+                pool.terminate()
             pool.join()
     bar.close()
     exp = json.dumps(expected_counts(scale), indent=1).encode()

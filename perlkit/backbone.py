@@ -110,6 +110,8 @@ def _load_open_clip(model: str, pretrained: str | None, sha256: str | None) -> n
                     "saved from, or weights made for this model"
                 ) from err
             raise BackboneError(f"could not load weights file {pretrained} into model {model!r}: {err}") from err
+        if not pretrained:  # random weights: nothing was loaded, so the model itself could not be built
+            raise BackboneError(f"could not build model {model!r}: {err}") from err
         raise BackboneError(
             f"could not load weights {pretrained!r} for {model!r}: {err}. Offline machines cannot download "
             "pretrained tags; pass a local checkpoint file instead (for OpenAI's ViT-B/16 use model "

@@ -160,7 +160,9 @@ def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", he
 
 
 def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `make results`") -> str:
-    """One caption line for figures drawn from committed result files: how many runs, which commits, where, when."""
+    """One caption line for figures drawn from committed result files: how many runs, which commits, where, when,
+    and whether their code-and-weights fingerprints agree (sessions only hand out results whose fingerprint is
+    current, so the caption says so)."""
     if not payloads:
         return f"{what}: no result files"
     prov = [p.get("provenance", {}) for p in payloads]
@@ -168,8 +170,11 @@ def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `ma
     devices = sorted({device_label(p) for p in prov})
     dates = sorted(str(p.get("created", ""))[:10] for p in prov if p.get("created"))
     when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown"
+    fingerprinted = sum(bool(p.get("fingerprint")) for p in prov)
+    checked = ("fingerprint of code and weights current" if fingerprinted == len(prov)
+               else f"{len(prov) - fingerprinted} without a code fingerprint")
     return (f"{what}: {len(payloads)} runs, perlkit commit {', '.join(commits)}, on {'; '.join(devices)}, "
-            f"{when}")
+            f"{when}; {checked}")
 
 
 def text_table(frame: pd.DataFrame, ints: Sequence[object] = (), decimals: int = 2) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""What the chapters show about perlkit's own configuration: each method's training recipe under both protocols.
+"""What the chapters show that is not a result itself: each method's recipe under both protocols, and which committed
+results of a grid are current.
 
 The tables are computed from the code that trains (``Method.recipe``, ``dataset_recipe``, ``own_template``,
 ``crop_scale``, ``perlkit.engine.recipe``), never restated, so they cannot drift from what the runs do; the sources
@@ -7,15 +8,22 @@ are the official configs each method cites in ``Method.recipe_sources``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from perlkit.data.registry import B2N_DATASETS, SINGLE_TEMPLATE
 from perlkit.engine import TrainConfig, protocol_crop_scale, protocol_template, recipe
+from perlkit.experiments import ResultStore, RunSpec, Session
+from perlkit.experiments.store import SHIPPED_RESULTS
 from perlkit.methods import Method, get_method_class
 
-__all__ = ["RECIPE_SETTINGS", "UNIFIED_SOURCE", "recipe_sources", "recipe_table", "unified_overrides"]
+__all__ = [
+    "RECIPE_SETTINGS", "UNIFIED_SOURCE", "ShippedGrid", "recipe_sources", "recipe_table", "shipped_grid",
+    "unified_overrides",
+]
 
 #: the settings a rival's official scripts distinguish: label -> (key in ``recipe_sources``, dataset, task)
 RECIPE_SETTINGS: dict[str, tuple[str, str, str]] = {
@@ -129,3 +137,36 @@ def unified_overrides(methods: Iterable[str]) -> dict[str, str]:
         if changes:
             notes[str(name)] = "; ".join(changes)
     return notes
+
+
+@dataclass
+class ShippedGrid:
+    """The committed results of a grid of runs that are current (made by this code on these weights)."""
+
+    results: list[dict[str, Any]]  # current results, in spec order
+    total: int
+    stale: int  # committed but made by other code or weights: not shown
+
+    @property
+    def complete(self) -> bool:
+        """Whether every run of the grid is committed and current, so the chapter can show the full table."""
+        return len(self.results) == self.total
+
+    def note(self, profile: str) -> str:
+        """One sentence for a chapter when the grid is incomplete: what is there, what is stale, what to run."""
+        stale = f", {self.stale} stale (made by other code or weights, not shown)" if self.stale else ""
+        return (f"full grid not precomputed for this code yet: {len(self.results)} of {self.total} runs current in "
+                f"data/results/{profile}/{stale}; `make results` computes them")
+
+
+def shipped_grid(session: Session, specs: Sequence[RunSpec]) -> ShippedGrid:
+    """The committed results of ``specs`` with a current fingerprint (chapters never show stale numbers)."""
+    shipped = ResultStore(session.profile.store_name, root=SHIPPED_RESULTS)
+    current, stale = [], 0
+    for spec in specs:
+        hit = shipped.get(spec, session.fingerprint(spec))
+        if hit is not None:
+            current.append(hit)
+        elif shipped.get(spec) is not None:
+            stale += 1
+    return ShippedGrid(current, len(specs), stale)

@@ -354,6 +354,12 @@ def test_every_method_builds_on_open_clip_vits(model: str) -> None:
             assert count == 5 * widths + 2  # 8,962 on ViT-L/14
     if model == "ViT-L-14":
         assert build_method("perl", backbone).num_trainable() == 8962
+        image = torch.randn(1, 3, backbone.image_size, backbone.image_size)
+        for name in METHODS:
+            method = build_method(name, backbone)
+            classes = method.class_set(["a photo of a cat.", "a photo of a dog."])
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                assert torch.isfinite(method.logits(image, method.classifier(classes))).all()
 
 
 @pytest.mark.slow

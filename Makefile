@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.perlkit-installed
 CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 
-.PHONY: install book chapters html test unit nbval lint results bench smoke clean
+.PHONY: install book chapters html test unit nbval lint results bench smoke gpu clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: install
 ## the CoOp layout) on CUDA when present, else the CPU; writes data/bench/paper-<cuda|cpu>-smoke.json
 smoke: install
 	$(BIN)/perlkit smoke --ship
+
+## make gpu: the device checks to run whenever a GPU is lent (one script: smoke, then the paper bench), both shipped
+gpu: install
+	$(BIN)/perlkit smoke --device cuda --ship
+	$(BIN)/perlkit bench --profile paper --device cuda --json --ship
 
 clean:
 	rm -rf _build

@@ -95,7 +95,10 @@ def _load_open_clip(model: str, pretrained: str | None, sha256: str | None) -> n
             if actual != sha256:
                 raise BackboneError(
                     f"checksum mismatch for {path}: expected sha256 {sha256}, found {actual}. The file is corrupt "
-                    "or from another version; rebuild it (for the mini CLIP: `perlkit mini pretrain`)."
+                    "or from another version: restore it (the shipped mini CLIP: "
+                    "`git checkout -- data/mini/mini-clip.pt` in the perlkit checkout, or reinstall perlkit); "
+                    "retraining it (`perlkit mini pretrain --ship`, "
+                    "about 43 minutes) is the last resort."
                 )
         pretrained = str(path)
     try:

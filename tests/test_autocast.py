@@ -358,7 +358,7 @@ def test_every_method_builds_on_open_clip_vits(model: str) -> None:
         for name in METHODS:
             method = build_method(name, backbone)
             classes = method.class_set(["a photo of a cat.", "a photo of a dog."])
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.no_grad():  # float32: CPU bf16 is emulated and slow at this size
                 assert torch.isfinite(method.logits(image, method.classifier(classes))).all()
 
 

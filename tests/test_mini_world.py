@@ -7,7 +7,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from perlkit.mini import build_mini_world, default_mini_root
@@ -114,11 +113,14 @@ def test_rebuild_byte_identical_and_reuse(tiny_world: Path, tmp_path: Path) -> N
     assert _tree_digest(again) == _tree_digest(tiny_world)
 
 
-def test_incomplete_build_is_redone(tmp_path: Path) -> None:
+def test_unmarked_folder_is_refused_and_kept(tmp_path: Path) -> None:
+    """A folder perlkit did not finish building may hold the user's files: refused, nothing deleted."""
+    from perlkit.mini.build import MiniWorldError
+
     root = tmp_path / "mini"
     (root / "imagenet").mkdir(parents=True)
     (root / "imagenet" / "junk.png").write_bytes(b"x")
-    build_mini_world(root, seed=0, progress=False, scale=0.01)
-    assert not (root / "imagenet" / "junk.png").exists() and (root / MARKER).is_file()
+    with pytest.raises(MiniWorldError, match=str(root)):
+        build_mini_world(root, seed=0, progress=False, scale=0.01)
+    assert (root / "imagenet" / "junk.png").read_bytes() == b"x" and not (root / MARKER).exists()
     assert not any(p.name.startswith(".mini.tmp") for p in tmp_path.iterdir())
-    assert np.isfinite(len(list(root.rglob("*.png"))))

@@ -44,7 +44,7 @@ def expected_sha256() -> str:
 
 
 def verify_mini_weights(path: Path | str | None = None) -> Path:
-    """Check the weights file against the recorded sha256; raise a ValueError saying how to rebuild if it differs."""
+    """Check the weights file against the recorded sha256; raise a ValueError saying how to restore it if it differs."""
     p = Path(path) if path is not None else mini_weights_path()
     shipped = p.resolve() == mini_weights_path().resolve()
     fix = restore_advice() if shipped else (

@@ -11,6 +11,7 @@ from typing import Any
 
 from perlkit.bench import add_bench_command
 from perlkit.data.cli import add_data_commands
+from perlkit.fit import add_fit_commands
 from perlkit.mini.cli import add_mini_commands
 from perlkit.smoke import add_smoke_command
 
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mini_commands(sub)
     add_bench_command(sub)
     add_smoke_command(sub)
+    add_fit_commands(sub)
     return parser
 
 

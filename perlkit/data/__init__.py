@@ -6,6 +6,7 @@ Dassl does, and fails with a message naming the path and the fix when something 
 
 from .check import DatasetReport, check_dataset, format_report
 from .core import DatasetError, DatasetSplits, Datum
+from .custom import load_own_data, own_split_file, require_shots, write_image_folder
 from .fewshot import dassl_fewshot, fewshot_cache_path, sample_fewshot, subsample_classes
 from .images import image_problem, open_image
 from .loading import CLIP_MEAN, CLIP_STD, ImageListDataset, build_transform, make_loader
@@ -50,9 +51,13 @@ __all__ = [
     "get_template",
     "image_problem",
     "load_dataset",
+    "load_own_data",
     "make_loader",
     "open_image",
+    "own_split_file",
+    "require_shots",
     "resolve_data_root",
     "sample_fewshot",
     "subsample_classes",
+    "write_image_folder",
 ]

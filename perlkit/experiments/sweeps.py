@@ -9,17 +9,25 @@ from __future__ import annotations
 import json
 import random
 import tempfile
+import time
+import traceback
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from perlkit.data import B2N_DATASETS
 from perlkit.experiments.ablations import ABLATIONS, ablation_specs
 from perlkit.experiments.protocols import Session, b2n_specs, transfer_specs
-from perlkit.experiments.store import ResultStore, RunSpec
+from perlkit.experiments.store import ResultStore, RunSpec, run_fingerprint
+from perlkit.files import atomic_write_json
 from perlkit.methods import list_methods
+from perlkit.profiles import Profile
 
 SWEEP_PARTS = ("b2n", "transfer", "ablations", "rivals_default")
+#: what ``perlkit results --status`` counts: current results, results of other code or weights, no result, and no
+#: result but a failure record (a task's exception, see ``record_failure``)
+RUN_STATES = ("done", "stale", "missing", "failed")
 
 
 def rival_methods() -> list[str]:
@@ -65,7 +73,14 @@ def stored_specs(store: ResultStore) -> list[RunSpec]:
     return list(specs.values())
 
 
-def open_store_session(profile: str, out: str | Path | None = None) -> Session:
+def grid_parts(
+    profile: str = "mini", seeds: Sequence[int] = (1,), parts: Iterable[str] | None = None
+) -> dict[str, list[RunSpec]]:
+    """The grid part by part (a run shared by two parts, as the ablations' default PERL, is listed in both)."""
+    return {part: full_sweep_specs(profile, seeds, [part]) for part in (parts or SWEEP_PARTS)}
+
+
+def open_store_session(profile: Profile | str, out: str | Path | None = None) -> Session:
     """A session on the profile's store (the user cache) or on ``out``, with its backbone loaded up front."""
     session = Session(profile)
     if out is not None:
@@ -83,10 +98,73 @@ def run_full_sweep(
     by other code or weights) are computed. ``only_stored`` refreshes the stale runs already in the store and adds
     nothing. Returns the results folder."""
     session = open_store_session(profile, out)
-    session.store.ensure_writable()
     specs = stored_specs(session.store) if only_stored else full_sweep_specs(profile, seeds, parts)
-    session.sweep(specs, desc=f"full sweep ({profile})")
+    return sweep_serially(session, specs, f"full sweep ({profile})")
+
+
+def sweep_serially(session: Session, specs: Sequence[RunSpec], desc: str = "runs") -> Path:
+    """The serial executor: every run in this process, one after another (stored ones are read, not rerun); then
+    the failure records of runs that are now done are cleared. Returns the results folder."""
+    session.store.ensure_writable()
+    session.sweep(specs, desc=desc)
+    for spec in specs:
+        if read_failure(session.store, spec) is not None and session.stored(spec) is not None:
+            clear_failure(session.store, spec)
     return session.store.write_dir
+
+
+# ---------------------------------------------------------------------- failure records
+def failure_path(store: ResultStore, spec: RunSpec) -> Path:
+    """``<store>/failures/<run>.json``: the record of a run whose task raised, until the run succeeds."""
+    return store.write_dir / "failures" / spec.filename
+
+
+def record_failure(store: ResultStore, spec: RunSpec, error: BaseException, log: str | None) -> Path:
+    """Keep, atomically, which run failed, how, and the log holding its traceback, so that ``--status`` can say."""
+    record = {
+        "spec": spec.to_dict(),
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": traceback.format_exception(error)[-3:],
+        "log": log,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return atomic_write_json(failure_path(store, spec), record)
+
+
+def read_failure(store: ResultStore, spec: RunSpec) -> dict[str, Any] | None:
+    """A run's failure record, or None (an unreadable record counts as none: the run is then just missing)."""
+    path = failure_path(store, spec)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {**record, "_path": str(path)} if isinstance(record, dict) else None
+
+
+def clear_failure(store: ResultStore, spec: RunSpec) -> None:
+    """Forget a run's failure once it has succeeded."""
+    failure_path(store, spec).unlink(missing_ok=True)
+
+
+def current_result(store: ResultStore, spec: RunSpec, weights_sha256: str | None = None) -> dict[str, Any] | None:
+    """The run's result if it carries the current code fingerprint (``Session.stored`` without loading the model):
+    with ``weights_sha256`` exactly ``Session.stored``; without it, the weights are taken from the stored result,
+    which is enough to plan (a task still checks the weights before it skips a run)."""
+    if weights_sha256 is None:
+        stored = store.get(spec)
+        if stored is None:
+            return None
+        weights_sha256 = stored.get("provenance", {}).get("fingerprint", {}).get("weights_sha256", "")
+    return store.get(spec, run_fingerprint(spec.method, weights_sha256))
+
+
+def run_state(store: ResultStore, spec: RunSpec, weights_sha256: str | None = None) -> str:
+    """One of ``RUN_STATES`` for a run (see ``current_result`` for ``weights_sha256``)."""
+    if current_result(store, spec, weights_sha256) is not None:
+        return "done"
+    if read_failure(store, spec) is not None:
+        return "failed"
+    return "stale" if store.get(spec) is not None else "missing"
 
 
 @dataclass
@@ -128,21 +206,32 @@ def verify_results(
     return checks
 
 
+@dataclass
+class SweepStatus:
+    """Where a grid stands: per part, how many runs are in each of ``RUN_STATES``; and the failure records."""
+
+    counts: dict[str, dict[str, int]]
+    failures: list[dict[str, Any]] = field(default_factory=list)  # records of the runs still failed, with their log
+
+
 def sweep_status(
-    profile: str = "mini", seeds: Sequence[int] = (1,), parts: Iterable[str] | None = None,
+    profile: Profile | str = "mini", seeds: Sequence[int] = (1,), parts: Iterable[str] | None = None,
     out: str | Path | None = None,
-) -> dict[str, dict[str, int]]:
-    """Per part of the grid: how many runs are done (current), stale (made by other code or weights) or missing."""
+) -> SweepStatus:
+    """Per part of the grid: how many runs are done (current), stale (made by other code or weights), missing, or
+    failed (missing or stale, and a task recorded an exception for it: ``SweepStatus.failures`` says where)."""
     session = open_store_session(profile, out)
-    status = {}
-    for part in parts or SWEEP_PARTS:
-        counts = {"done": 0, "stale": 0, "missing": 0}
-        for spec in full_sweep_specs(profile, seeds, [part]):
-            if session.stored(spec) is not None:
-                counts["done"] += 1
-            elif session.store.get(spec) is not None:
-                counts["stale"] += 1
-            else:
-                counts["missing"] += 1
-        status[part] = counts
+    weights = session.backbone.weights_sha256()
+    name = profile if isinstance(profile, str) else profile.name
+    status = SweepStatus({})
+    failed: dict[str, dict[str, Any]] = {}
+    for part, specs in grid_parts(name, seeds, parts).items():
+        counts = dict.fromkeys(RUN_STATES, 0)
+        for spec in specs:
+            state = run_state(session.store, spec, weights)
+            counts[state] += 1
+            if state == "failed":
+                failed[spec.key] = read_failure(session.store, spec) or {}
+        status.counts[part] = counts
+    status.failures = list(failed.values())
     return status

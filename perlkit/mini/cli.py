@@ -1,4 +1,4 @@
-"""`perlkit mini build` and `perlkit mini pretrain` subcommands (wired into perlkit.cli by its owner)."""
+"""`perlkit mini build`, `pretrain` and `calibrate` subcommands (wired into perlkit.cli by its owner)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,26 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from perlkit.data import B2N_DATASETS
+    from perlkit.experiments.protocols import Session
+    from perlkit.mini.calibrate import bars_table, calibrate, calibration_table
+    from perlkit.profiles import get_profile
+
+    session = Session(get_profile(args.profile, data_root=args.data_root), progress=True)
+    report = calibrate(session, datasets=args.datasets or B2N_DATASETS, template=args.template, progress=True)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(report["label"])
+    print(calibration_table(report).round(2).to_string())
+    print()
+    print(bars_table(report).to_string())
+    return 0
+
+
 def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `mini build` and `mini pretrain` under the perlkit CLI; each handler returns an exit code."""
+    """Register `mini build`, `pretrain` and `calibrate` under the perlkit CLI; each handler returns an exit code."""
     from perlkit.mini.pretrain import DEFAULT_STEPS
     mini = subparsers.add_parser("mini", help="synthetic mini world and mini CLIP")
     sub = mini.add_subparsers(dest="mini_command", required=True)
@@ -52,3 +70,10 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--eval-every", type=int, default=0, help="quick zero-shot every N steps (0 = only at the end)")
     p.set_defaults(func=_pretrain, handler=_pretrain)
+    c = sub.add_parser("calibrate", help="zero-shot vs 16-shot linear probe per benchmark, beside the real ViT-B/16")
+    c.add_argument("--json", action="store_true", help="print the report as JSON (progress stays on stderr)")
+    c.add_argument("--profile", default="mini", choices=["mini", "paper"])
+    c.add_argument("--data-root", default=None, help="data root (default: the profile's)")
+    c.add_argument("--template", default="coop", choices=["coop", "single"])
+    c.add_argument("--datasets", nargs="*", default=None, help="base-to-novel datasets (default: all 11)")
+    c.set_defaults(func=_calibrate, handler=_calibrate)

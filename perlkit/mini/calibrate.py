@@ -1,0 +1,479 @@
+"""`perlkit mini calibrate`: does the frozen mini CLIP leave few-shot room where the real benchmarks do (issue 13)?
+
+Few-shot methods can only move class prototypes toward what the frozen image encoder already separates. The gap
+between zero-shot CLIP and a 16-shot linear probe on frozen image features measures that room; the real ViT-B/16
+benchmarks have it, a mini world that is to test the paper's claims must have it too. Per base-to-novel benchmark
+this module measures, on any profile (the mini one by default):
+
+* zero-shot accuracy on all classes and on the base classes (the b2n protocol's base problem);
+* a 16-shot linear probe on the base classes: multinomial logistic regression on frozen, L2-normalised image
+  embeddings of the base training shots of seed 1 (Dassl-exact ``sample_fewshot``), full-batch L-BFGS in float64
+  from zero weights (convex, so deterministic), its weight decay chosen on the few-shot *validation* shots;
+* the headroom (probe minus zero-shot, base classes) and one epoch's optimiser steps at PERL's batch size;
+
+and sets them beside the real benchmark: ViT-B/16 zero-shot base accuracy (PERL Table 5, ``data/reported``) and the
+real one-epoch steps (base classes x 16 shots / batch). ``calibration_summary`` checks the bars of issue 13 point 2.
+Only the frozen model is measured here, never a method: the world is calibrated on what CLIP can do.
+
+Frozen image embeddings are deterministic, so they are cached under the user cache (``calibration/``), keyed by the
+weights' sha256, the transform and the images (path, size, mtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from perlkit import files
+from perlkit.data import (
+    B2N_DATASETS,
+    DISPLAY_NAMES,
+    PUBLISHED_COUNTS,
+    DatasetSplits,
+    Datum,
+    build_transform,
+    canonical_name,
+    make_loader,
+    sample_fewshot,
+    subsample_classes,
+)
+from perlkit.files import atomic_write_bytes, cache_root
+
+if TYPE_CHECKING:
+    from perlkit.experiments.protocols import Session
+
+SHOTS = 16
+SEED = 1
+#: weight decays (on the mean cross-entropy, ``wd/2 * ||W||^2``) the probe chooses from on the validation shots
+WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+FEATURE_FORMAT = "perlkit-frozen-features/1"
+#: the bars of issue 13 point 2 (headroom, difficulty profile, training budget)
+HEADROOM_MEAN_BAR = 10.0
+HEADROOM_EACH_BAR = 5.0
+HEADROOM_COUNT_BAR = 7
+ZEROSHOT_GAP_BAR = 20.0
+ZEROSHOT_COUNT_BAR = 9
+SPEARMAN_BAR = 0.7
+STEPS_FACTOR_BAR = 1.5
+#: datasets the training-budget bar lets stay smaller than the real one, said beside the number (issue 13)
+STEPS_EXEMPT: tuple[str, ...] = ("imagenet",)
+
+
+# ----------------------------------------------------------------------------------------------- real benchmarks
+def real_zeroshot_base() -> dict[str, float]:
+    """Real ViT-B/16 zero-shot base accuracy per dataset: the CLIP row of PERL's Table 5 (= Table 1's cells)."""
+    from perlkit.reported import reported_b2n
+
+    rows = reported_b2n("unified_1epoch")
+    clip = rows[(rows["method"] == "CLIP") & (rows["dataset"] != "average")]
+    return {str(r.dataset): float(r.base) for r in clip.itertuples()}
+
+
+def perl_batch_size() -> int:
+    """PERL's batch size (App. A), read from its recipe: one epoch's steps are training images / this."""
+    from perlkit.engine import recipe
+    from perlkit.methods import get_method_class
+
+    return recipe(get_method_class("perl"), "unified").batch_size
+
+
+def base_class_count(num_classes: int) -> int:
+    """CoCoOp's base half: the first ceil(n / 2) labels (``subsample_classes``)."""
+    return math.ceil(num_classes / 2)
+
+
+def real_steps_one_epoch(dataset: str, shots: int = SHOTS, batch_size: int | None = None) -> int:
+    """Optimiser steps of one epoch on the real benchmark's base classes (CoOp's class counts)."""
+    batch = batch_size or perl_batch_size()
+    return math.ceil(base_class_count(PUBLISHED_COUNTS[dataset].num_classes) * shots / batch)
+
+
+# ----------------------------------------------------------------------------------------------- frozen features
+def _feature_key(session: Session, root: str, items: Sequence[Datum]) -> str:
+    """A digest of what decides the embeddings: weights, input size, and each image (path, size, mtime)."""
+    digest = hashlib.sha256()
+    backbone = session.backbone
+    digest.update(f"{FEATURE_FORMAT}\0{backbone.weights_sha256()}\0{backbone.image_size}\0eval\0".encode())
+    for item in items:
+        stat = Path(item.impath).stat()
+        rel = Path(item.impath).resolve().relative_to(Path(root).resolve()) if root else Path(item.impath)
+        digest.update(f"{rel.as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def feature_cache_path(session: Session, dataset: str, root: str, items: Sequence[Datum]) -> Path:
+    """Where the frozen embeddings of ``items`` are cached (user cache; never the repository's data/)."""
+    return cache_root() / "calibration" / f"{dataset}-{_feature_key(session, root, items)}.pt"
+
+
+@torch.no_grad()
+def frozen_image_features(
+    session: Session, dataset: str, root: str, items: Sequence[Datum], progress: bool = True
+) -> torch.Tensor:
+    """CLIP image embeddings (projected, not normalised, float32, CPU) of ``items`` in order, cached on disk."""
+    from perlkit.engine import autocast_context
+
+    path = feature_cache_path(session, dataset, root, items)
+    if path.is_file():
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if payload.get("format") == FEATURE_FORMAT and payload["features"].shape[0] == len(items):
+                return payload["features"]
+        except Exception:  # noqa: BLE001 - a truncated or foreign cache file is recomputed, not trusted
+            pass
+    backbone = session.backbone
+    loader = make_loader(items, build_transform(backbone.image_size, train=False), session.profile.eval_batch_size,
+                         shuffle=False, num_workers=session.profile.num_workers)
+    chunks = []
+    for images, _ in tqdm(loader, desc=f"features {dataset}", disable=not progress, leave=False):
+        with autocast_context(backbone.device):
+            chunks.append(backbone.encode("vision", images.to(backbone.device)).float().cpu())
+    features = torch.cat(chunks) if chunks else torch.zeros(0, backbone.embed_dim)
+    buffer = io.BytesIO()
+    torch.save({"format": FEATURE_FORMAT, "dataset": dataset, "features": features}, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError:  # an unwritable cache only costs time
+        pass
+    return features
+
+
+# ----------------------------------------------------------------------------------------------- the probe
+@dataclass
+class LinearProbe:
+    """A fitted multinomial logistic regression on normalised features, with how its weight decay was chosen."""
+
+    weight: torch.Tensor  # [C, D] float64
+    bias: torch.Tensor  # [C] float64
+    weight_decay: float
+    val_accuracy: float
+    train_accuracy: float
+    val_source: str  # "val" (the few-shot validation split) or "held-out train shots" (no val split)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Class scores of (unnormalised) embeddings."""
+        return F.normalize(features.double(), dim=-1) @ self.weight.t() + self.bias
+
+    def accuracy(self, features: torch.Tensor, labels: torch.Tensor) -> float:
+        """Top-1 accuracy (percent)."""
+        return _accuracy(self.logits(features), labels)
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100.0 * float((logits.argmax(-1) == labels).double().mean()) if labels.numel() else float("nan")
+
+
+def _fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float,
+                  max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-batch L-BFGS on mean CE + wd/2 ||W||^2 from zero weights: a convex problem, so one deterministic fit."""
+    x = F.normalize(x.double(), dim=-1)
+    weight = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20,
+                                  tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x @ weight.t() + bias, y) + 0.5 * weight_decay * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def _held_out(labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    """A boolean mask of the last ``per_class`` shots of each class (for datasets without a val split)."""
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    for c in labels.unique():
+        where = (labels == c).nonzero().flatten()
+        mask[where[-per_class:]] = True
+    return mask
+
+
+def fit_linear_probe(
+    train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, num_classes: int,
+    weight_decays: Sequence[float] = WEIGHT_DECAYS, max_iter: int = 500,
+) -> LinearProbe:
+    """Fit the probe for each weight decay, keep the best on validation (ties: the larger decay), never on test.
+
+    Without validation shots (ImageNet has no val split), the last 4 training shots of each class are held out to
+    choose the decay, and the chosen probe is then fitted on all training shots.
+    """
+    source = "val"
+    fit_x, fit_y = train_x, train_y
+    if val_y.numel() == 0:
+        held = _held_out(train_y, min(4, max(1, int(train_y.bincount().min()) // 4)))
+        fit_x, fit_y, val_x, val_y = train_x[~held], train_y[~held], train_x[held], train_y[held]
+        source = "held-out train shots"
+    best: tuple[float, float] | None = None
+    for decay in weight_decays:
+        weight, bias = _fit_logistic(fit_x, fit_y, num_classes, decay, max_iter)
+        probe = LinearProbe(weight, bias, decay, float("nan"), float("nan"), source)
+        score = probe.accuracy(val_x, val_y)
+        if best is None or score >= best[0]:
+            best = (score, decay)
+    val_accuracy, decay = best
+    weight, bias = _fit_logistic(train_x, train_y, num_classes, decay, max_iter)
+    probe = LinearProbe(weight, bias, decay, val_accuracy, float("nan"), source)
+    probe.train_accuracy = probe.accuracy(train_x, train_y)
+    return probe
+
+
+# ----------------------------------------------------------------------------------------------- one benchmark
+@dataclass
+class Calibration:
+    """Zero-shot, probe, headroom and step counts of one benchmark, mini beside real."""
+
+    dataset: str
+    num_classes: int
+    base_classes: int
+    train_images: int
+    zeroshot_all: float
+    zeroshot_base: float
+    probe_base: float
+    probe_train: float
+    probe_val: float
+    probe_weight_decay: float
+    probe_val_source: str
+    headroom: float
+    steps_one_epoch: int
+    real_zeroshot_base: float | None
+    real_base_classes: int | None
+    real_steps_one_epoch: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return asdict(self)
+
+
+def _labels(items: Sequence[Datum]) -> torch.Tensor:
+    return torch.tensor([d.label for d in items], dtype=torch.long)
+
+
+def _zeroshot_accuracy(session: Session, splits: DatasetSplits, features: torch.Tensor, template: str) -> float:
+    """Zero-shot CLIP top-1 of cached embeddings: the zero-shot method's prompts and classifier, cosine argmax."""
+    from perlkit.methods import build_method
+
+    method = build_method("zeroshot", session.backbone)
+    text = method.classifier(session.classes(method, splits, template)).text.float().cpu()
+    return _accuracy(F.normalize(features.float(), dim=-1) @ text.t(), _labels(splits.test))
+
+
+#: the code that decides a calibration row besides the frozen embeddings: a cached row made by other code is redone
+ROW_CODE = ("mini/calibrate.py", "data/fewshot.py", "data/prompts.py", "data/registry.py", "methods/base.py",
+            "methods/zeroshot.py", "backbone.py", "engine.py", "methods/perl.py")
+
+
+def calibrate_dataset(
+    session: Session, dataset: str, shots: int = SHOTS, seed: int = SEED, template: str = "coop",
+    progress: bool = True,
+) -> Calibration:
+    """The calibration row of one base-to-novel benchmark (frozen model only), cached beside its embeddings."""
+    full = session.dataset(dataset)
+    few = sample_fewshot(full, shots, seed)
+    base = subsample_classes(few, "base")
+    items = [*full.test, *base.train, *base.val]
+    root = str(session.data_root)
+    code = files.code_fingerprint([files.PACKAGE_ROOT / m for m in ROW_CODE])
+    key = hashlib.sha256(json.dumps([_feature_key(session, root, items), shots, seed, template, code]).encode())
+    row_path = cache_root() / "calibration" / f"{dataset}-row-{key.hexdigest()[:24]}.json"
+    if row_path.is_file():
+        try:
+            return _with_real(Calibration(**json.loads(row_path.read_text())), shots)
+        except (OSError, ValueError, TypeError):  # unreadable or foreign: recomputed
+            pass
+    row = _calibrate(session, dataset, full, few, base, items, root, template, progress)
+    try:
+        files.atomic_write_json(row_path, row.to_dict())
+    except OSError:  # an unwritable cache only costs time
+        pass
+    return _with_real(row, shots)
+
+
+def _with_real(row: Calibration, shots: int) -> Calibration:
+    """The real benchmark's columns, read fresh (data/reported may change; the cached mini columns cannot)."""
+    known = row.dataset in PUBLISHED_COUNTS
+    return replace(
+        row, real_zeroshot_base=real_zeroshot_base().get(row.dataset),
+        real_base_classes=base_class_count(PUBLISHED_COUNTS[row.dataset].num_classes) if known else None,
+        real_steps_one_epoch=real_steps_one_epoch(row.dataset, shots) if known else None,
+    )
+
+
+def _calibrate(
+    session: Session, dataset: str, full: DatasetSplits, few: DatasetSplits, base: DatasetSplits,
+    items: list[Datum], root: str, template: str, progress: bool,
+) -> Calibration:
+    features = frozen_image_features(session, dataset, root, items, progress)
+    n_test, n_train = len(full.test), len(base.train)
+    test_all = features[:n_test]
+    train_x, val_x = features[n_test:n_test + n_train], features[n_test + n_train:]
+    labels = sorted({d.label for d in (few.train or few.test)})  # subsample_classes' base labels; it keeps test order
+    base_labels = set(labels[:base_class_count(len(labels))])
+    test_base = test_all[torch.tensor([d.label in base_labels for d in full.test], dtype=torch.bool)]
+    if len(test_base) != len(base.test):
+        raise AssertionError(f"{dataset}: {len(test_base)} base test rows selected, {len(base.test)} expected")
+    zeroshot_all = _zeroshot_accuracy(session, full, test_all, template)
+    zeroshot_base = _zeroshot_accuracy(session, base, test_base, template)
+    probe = fit_linear_probe(train_x, _labels(base.train), val_x, _labels(base.val), len(base.classnames))
+    probe_base = probe.accuracy(test_base, _labels(base.test))
+    return Calibration(
+        dataset=dataset, num_classes=len(full.classnames), base_classes=len(base.classnames), train_images=n_train,
+        zeroshot_all=zeroshot_all, zeroshot_base=zeroshot_base, probe_base=probe_base,
+        probe_train=probe.train_accuracy, probe_val=probe.val_accuracy, probe_weight_decay=probe.weight_decay,
+        probe_val_source=probe.val_source, headroom=probe_base - zeroshot_base,
+        steps_one_epoch=math.ceil(n_train / perl_batch_size()),
+        real_zeroshot_base=None, real_base_classes=None, real_steps_one_epoch=None,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- the bars
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties): Pearson's r of the ranks."""
+    return float(pd.Series(list(a)).rank().corr(pd.Series(list(b)).rank()))
+
+
+def calibration_summary(rows: Sequence[Calibration]) -> dict[str, Any]:
+    """Each bar of issue 13 point 2 that the frozen model decides, with its value and pass/fail."""
+    n = len(rows)
+    headrooms = [r.headroom for r in rows]
+    mean_headroom = sum(headrooms) / n if n else float("nan")
+    at_least = [r.dataset for r in rows if r.headroom >= HEADROOM_EACH_BAR]
+    paired = [r for r in rows if r.real_zeroshot_base is not None]
+    within = [r.dataset for r in paired if abs(r.zeroshot_base - r.real_zeroshot_base) <= ZEROSHOT_GAP_BAR]
+    rho = spearman([r.zeroshot_base for r in paired], [r.real_zeroshot_base for r in paired]) if len(paired) > 1 \
+        else float("nan")
+    ratios = {r.dataset: r.steps_one_epoch / r.real_steps_one_epoch for r in rows if r.real_steps_one_epoch}
+    inside = [d for d, q in ratios.items() if 1 / STEPS_FACTOR_BAR <= q <= STEPS_FACTOR_BAR]
+    outside = [d for d in ratios if d not in inside]
+    bars = {
+        "headroom": {
+            "bar": f"probe - zero-shot (base) >= +{HEADROOM_MEAN_BAR:g} on average and >= +{HEADROOM_EACH_BAR:g} on "
+                   f">= {HEADROOM_COUNT_BAR} of 11 datasets",
+            "value": mean_headroom, "count": len(at_least), "of": n, "datasets": at_least,
+            "pass": mean_headroom >= HEADROOM_MEAN_BAR and len(at_least) >= HEADROOM_COUNT_BAR,
+        },
+        "zeroshot_within_20": {
+            "bar": f"mini zero-shot base within {ZEROSHOT_GAP_BAR:g} points of real ViT-B/16 on >= "
+                   f"{ZEROSHOT_COUNT_BAR} of 11 datasets",
+            "value": len(within), "of": len(paired), "datasets": within,
+            "pass": len(within) >= ZEROSHOT_COUNT_BAR,
+        },
+        "zeroshot_spearman": {
+            "bar": f"Spearman rank correlation of mini and real zero-shot base >= {SPEARMAN_BAR:g}",
+            "value": rho, "pass": bool(rho >= SPEARMAN_BAR),
+        },
+        "training_budget": {
+            "bar": f"one epoch's steps within x{STEPS_FACTOR_BAR:g} of the real benchmark's on every dataset "
+                   f"({', '.join(STEPS_EXEMPT)} may stay smaller if said)",
+            "value": len(inside), "of": len(ratios), "outside": outside, "exempt": list(STEPS_EXEMPT),
+            "ratios": ratios,
+            "pass": bool(ratios) and all(d in STEPS_EXEMPT for d in outside),
+        },
+    }
+    bars["all_pass"] = all(b["pass"] for b in bars.values())
+    return bars
+
+
+def calibrate(
+    session: Session | None = None, datasets: Sequence[str] = B2N_DATASETS, shots: int = SHOTS, seed: int = SEED,
+    template: str = "coop", progress: bool = True,
+) -> dict[str, Any]:
+    """The whole calibration report: per benchmark rows and the issue's bars (JSON-ready)."""
+    from perlkit.experiments.protocols import Session
+
+    names = [canonical_name(d) for d in datasets]
+    unknown = [d for d in names if d not in B2N_DATASETS]
+    if unknown:
+        raise ValueError(f"calibration needs base-to-novel datasets (with training images), not {', '.join(unknown)}; "
+                         f"use any of {', '.join(B2N_DATASETS)}")
+    session = session or Session("mini", progress=progress)
+    rows = [calibrate_dataset(session, name, shots, seed, template, progress)
+            for name in tqdm(names, desc="calibrate", disable=not progress)]
+    return {
+        "profile": session.profile.name,
+        "label": session.profile.label,
+        "model": session.profile.model,
+        "weights_sha256": session.backbone.weights_sha256(),
+        "shots": shots, "seed": seed, "template": template, "batch_size": perl_batch_size(),
+        "benchmarks": {r.dataset: r.to_dict() for r in rows},
+        "summary": calibration_summary(rows),
+    }
+
+
+# ----------------------------------------------------------------------------------------------- presentation
+def calibration_table(report: dict[str, Any]) -> pd.DataFrame:
+    """One row per benchmark, profile-labelled columns: what the chapter and the CLI print."""
+    who = report["profile"]
+    rows = []
+    for name, r in report["benchmarks"].items():
+        rows.append({
+            "benchmark": DISPLAY_NAMES.get(name, name),
+            f"{who} zero-shot all": r["zeroshot_all"],
+            f"{who} zero-shot base": r["zeroshot_base"],
+            f"{who} probe base": r["probe_base"],
+            f"{who} headroom": r["headroom"],
+            "real zero-shot base": r["real_zeroshot_base"],
+            f"{who} steps": r["steps_one_epoch"],
+            "real steps": r["real_steps_one_epoch"],
+        })
+    return pd.DataFrame(rows).set_index("benchmark")
+
+
+def bars_table(report: dict[str, Any]) -> pd.DataFrame:
+    """The issue's bars as rows: what is required, the measured value and pass/fail."""
+    rows = []
+    for name, bar in report["summary"].items():
+        if name == "all_pass":
+            continue
+        value = bar["value"]
+        shown = f"{value:+.2f} mean, {bar['count']}/{bar['of']} >= +{HEADROOM_EACH_BAR:g}" if name == "headroom" \
+            else f"{value:.2f}" if isinstance(value, float) else f"{value}/{bar['of']}"
+        if name == "training_budget" and bar["outside"]:
+            shown += f" (outside: {', '.join(DISPLAY_NAMES.get(d, d) for d in bar['outside'])})"
+        rows.append({"bar": bar["bar"], "measured": shown, "pass": "pass" if bar["pass"] else "FAIL"})
+    return pd.DataFrame(rows).set_index("bar")
+
+
+def calibration_plot(report: dict[str, Any]):  # noqa: ANN201 - a matplotlib Figure
+    """Two panels: probe vs zero-shot on base classes per benchmark, and mini vs real zero-shot base accuracy."""
+    import matplotlib.pyplot as plt
+
+    who = report["profile"]
+    table = calibration_table(report)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    x = range(len(table))
+    left.bar([i - 0.2 for i in x], table[f"{who} zero-shot base"], width=0.4, label="zero-shot (base)")
+    left.bar([i + 0.2 for i in x], table[f"{who} probe base"], width=0.4, label="16-shot linear probe (base)")
+    left.set_xticks(list(x), table.index, rotation=45, ha="right")
+    left.set_ylabel("top-1 on base classes (%)")
+    left.set_title(f"{who}: headroom = probe - zero-shot")
+    left.legend(loc="lower left", fontsize=8)
+    mini, real = table[f"{who} zero-shot base"], table["real zero-shot base"]
+    gap = ZEROSHOT_GAP_BAR
+    right.fill_between([0, 100], [-gap, 100 - gap], [gap, 100 + gap], color="0.9", label=f"within {gap:g} points")
+    right.plot([0, 100], [0, 100], color="0.5", lw=1)
+    right.scatter(real, mini, zorder=3)
+    for name in table.index:
+        right.annotate(name, (real[name], mini[name]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    right.set_xlim(0, 100)
+    right.set_ylim(0, 100)
+    right.set_xlabel("real ViT-B/16 zero-shot base (PERL Table 5, %)")
+    right.set_ylabel(f"{who} zero-shot base (%)")
+    right.set_title(f"difficulty profile: {who} vs real")
+    right.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig

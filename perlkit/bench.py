@@ -83,14 +83,15 @@ from tqdm.auto import tqdm
 import perlkit
 from perlkit.backbone import MODALITIES, FrozenCLIP, create_backbone
 from perlkit.engine import _optimizer, autocast_context, recipe
-from perlkit.files import atomic_write_json, device_name, git_commit
+from perlkit.files import REPO_DATA, atomic_write_json, device_name, git_commit
 from perlkit.methods import ClassSet, Method, build_method, list_methods
+from perlkit.methods.perl import PERLConfig
 
 SCHEMA = "perlkit-bench-v1"
 PROFILE_MODELS = {"mini": "mini-clip", "paper": "ViT-B-16"}
 PERL_STEPS = (1, 2, 3, 4, 5)
 PAPER_STEPS = 4
-BENCH_DIR = Path(__file__).resolve().parents[1] / "data" / "bench"
+BENCH_DIR = REPO_DATA / "bench"
 
 _ADJECTIVES = (
     "red", "small", "striped", "wild", "golden", "spotted", "giant", "common", "northern", "little",
@@ -456,7 +457,8 @@ def run_bench(
 
     torch.manual_seed(0)
     backbone = create_backbone(model, None, device=device)
-    num_layers, split, image_size = backbone.num_layers, 7, backbone.image_size
+    # the per-image cost is the vision encoder's: L is its depth (ViT-L/14: 24, though its text tower has 12)
+    num_layers, split, image_size = backbone.depth("vision"), PERLConfig.split, backbone.image_size
     if split >= num_layers:
         split = num_layers // 2
         specs = [replace(s, options={**s.options, "split": split}) if s.method == "perl" else s for s in specs]

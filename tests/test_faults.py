@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -297,3 +298,40 @@ def test_in_process_run_after_others_matches_a_fresh_process(data_root: Path, re
     specs = b2n_specs(["perl", "mma"], ["dtd", "eurosat", "oxford_pets"], options={"perl": {"steps": 1}})
     result = session.run(specs[-1])
     assert result["metrics"] == reference["mma:oxford_pets"]
+
+
+# ------------------------------------------------------------------------------------------- chapters
+@pytest.mark.parametrize(("chapter", "parameter", "value"), [
+    ("04_base_to_novel", "datasets", ["imagenet_sketch"]), ("04_base_to_novel", "datasets", "dtd, eurosat"),
+    ("03_training", "dataset", "imagenet_sketch"), ("07_ablations", "datasets", []),
+])
+def test_chapter_refuses_a_dataset_its_protocol_cannot_run(chapter: str, parameter: str, value) -> None:
+    """The check cell of each chapter runs before any work; the error names the parameter and the value."""
+    from perlkit.book import ParameterError, check_parameters
+    from perlkit.data import B2N_DATASETS
+
+    with pytest.raises(ParameterError, match=parameter):
+        check_parameters({parameter: value}, [parameter], chapter, datasets={parameter: B2N_DATASETS})
+    check_parameters({parameter: "all"}, [parameter], chapter, datasets={parameter: B2N_DATASETS})
+
+
+def test_chapters_check_their_dataset_parameters() -> None:
+    """Every chapter with a dataset parameter passes it to check_parameters (the cell that runs first)."""
+    for path in sorted((REPO / "book").glob("[0-9]*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        params = next(("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", [])), "")
+        for name in ("dataset", "datasets"):
+            if re.search(rf"^{name} = ", params, flags=re.M):
+                check = next("".join(c["source"]) for c in cells if "check_parameters(" in "".join(c["source"]))
+                assert f'"{name}": ' in check.split("datasets={")[-1], (path.name, name)
+
+
+def test_base_to_novel_refuses_a_test_only_dataset(tmp_path: Path) -> None:
+    from perlkit.data import DatasetError
+
+    root = tmp_path / "data"
+    make_world(root, ["imagenet_sketch", "imagenet"])
+    session = Session(tiny_profile(root), progress=False, store=ResultStore("mini", tmp_path / "store"))
+    with pytest.raises(DatasetError, match="no training images"):
+        session.run(RunSpec("b2n", "zeroshot", "imagenet_sketch"))
+    assert not list((tmp_path / "store").rglob("*.json"))  # no junk result cached

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.perlkit-installed
 CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
 
-.PHONY: install book chapters html test unit nbval lint results bench smoke gpu clean
+.PHONY: install book chapters html test unit nbval lint dist results bench smoke gpu clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,8 @@ test: install lint unit nbval
 lint: install
 	$(BIN)/ruff check perlkit tests
 	$(BIN)/ruff check --select F book  # chapters: undefined names and unused imports
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.citation-file-format CITATION.cff
 
 unit: install
 	$(BIN)/python -m pytest -q tests
@@ -36,6 +38,12 @@ unit: install
 nbval: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(CHAPTERS)
+
+## make dist: the sdist and the wheel in dist/ (python -m build), checked with twine
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 ## make results: run (or resume) the full mini sweep behind the book into data/results (long; maintainers)
 results: install
@@ -55,4 +63,4 @@ gpu: install
 	$(BIN)/perlkit bench --profile paper --device cuda --json --ship
 
 clean:
-	rm -rf _build
+	rm -rf _build dist

@@ -7,6 +7,9 @@ Chapters stay short: a parameters cell, a call into the library, a table, a figu
 from __future__ import annotations
 
 import argparse
+import ast
+import json
+import shlex
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -137,6 +140,74 @@ def glue_number(name: str, value: float, fmt: str = ".2f") -> str:
     text = format(float(value), fmt)
     glue(name, text, display=False)
     return text
+
+
+#: the repository the book is built from (``_config.yml``'s ``repository.url``; a test keeps the two equal)
+REPOSITORY_URL = "https://github.com/perlkit/perlkit"
+
+
+def chapter_parameters(chapter: str) -> list[str] | None:
+    """Names the chapter's ``parameters`` cell defines, or None when the chapter file is not at hand (a wheel)."""
+    path = BOOK_DIR / f"{Path(chapter).stem}.ipynb"
+    if not path.is_file():
+        return None
+    cells = json.loads(path.read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
+    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name)]
+
+
+def _papermill_value(value: Any) -> str:
+    """A value as papermill's ``-p`` reads it and ``as_list``/``as_options`` parse it (JSON lists read best)."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return value
+    text = json.dumps(value)
+    return text if ast.literal_eval(text) == value else repr(value)  # JSON's true/null are not Python literals
+
+
+def papermill_command(chapter: str, parameters: Mapping[str, Any] | None = None) -> str:
+    """The shell command (run from a checkout's root) that executes ``chapter`` again with other parameters; an
+    unknown parameter is refused here, so a command a chapter shows always runs."""
+    name = Path(chapter).stem
+    parameters = dict(parameters or {})
+    known = chapter_parameters(name)
+    unknown = sorted(set(parameters) - set(known)) if known is not None else []
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {', '.join(unknown)} for chapter {name!r}; "
+                             f"this chapter accepts: {', '.join(sorted(known or []))}")
+    words = ["papermill", f"book/{name}.ipynb", f"{name}.run.ipynb", "--cwd", "book"]
+    for key, value in parameters.items():
+        words += ["-p", key, _papermill_value(value)]
+    return shlex.join(words)
+
+
+def run_this_chapter(chapter: str, parameters: Mapping[str, Any] | None = None) -> Any:
+    """The "run this chapter with other parameters" box at the end of every chapter: the exact papermill command
+    (with ``parameters`` as the example) as a MyST admonition (the cell needs metadata
+    ``{"mystnb": {"markdown_format": "myst"}}`` so that the book renders it as one)."""
+    from IPython.display import Markdown
+
+    names = chapter_parameters(chapter)
+    listed = f" ({', '.join(f'`{n}`' for n in names)})" if names else ""
+    text = f"""````{{admonition}} Run this chapter with other parameters
+:class: tip
+
+Every number on this page comes from the parameters in the chapter's first code cell{listed}. To execute the
+chapter with others, run this from the root of a perlkit checkout after `make install` (papermill is in
+`.venv/bin`); the executed copy is written to `{Path(chapter).stem}.run.ipynb`:
+
+```bash
+{papermill_command(chapter, parameters)}
+```
+
+Give any parameter of the first cell with `-p NAME VALUE`; `-p profile paper -p data_root DIR` runs the chapter on the
+real CoOp benchmarks with ViT-B/16 (a GPU). An unknown parameter or dataset stops the chapter before any work. The
+launch buttons at the top of the page open the chapter as a live notebook on Binder or Colab (on Colab, first run
+`%pip install "perlkit[book] @ git+{REPOSITORY_URL}"`): edit the first code cell, then run all cells.
+````"""
+    return Markdown(text)
 
 
 def execute(chapters: Sequence[str | Path], parameters: Mapping[str, Any] | None = None) -> int:

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from perlkit import __version__
 from perlkit.bench import add_bench_command
 from perlkit.data.cli import add_data_commands
+from perlkit.files import require_checkout
 from perlkit.fit import add_fit_commands
 from perlkit.mini.cli import add_mini_commands
 from perlkit.smoke import add_smoke_command
@@ -76,21 +78,29 @@ def output_root(out: str | None, ship: bool, shipped: Path) -> Path | None:
     if ship and out:
         raise ValueError("give either --ship (write into the repository's data/) or --out DIR, not both")
     if ship:
+        require_checkout(f"data/{shipped.name}")
         return shipped
     return Path(out) if out else None
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    """Run (or resume) the full sweep behind the book, show its status, or verify stored results by re-running them."""
-    from perlkit.experiments import sweeps
-    from perlkit.experiments.store import SHIPPED_RESULTS
+    """Run (or resume) the full sweep behind the book, here or as a job array (--executor local/slurm), plan it
+    (--dry-run), show its status, or verify stored results by re-running them."""
+    from perlkit.experiments import executors, sweeps
+    from perlkit.experiments.store import SHIPPED_RESULTS, ResultStore
+    from perlkit.profiles import get_profile
 
     out = output_root(args.out, args.ship, SHIPPED_RESULTS)
     if args.status:
         status = sweeps.sweep_status(args.profile, tuple(args.seeds), args.parts, out)
-        print(f"{'part':<16}{'done':>8}{'stale':>8}{'missing':>9}")
-        for part, counts in status.items():
-            print(f"{part:<16}{counts['done']:>8}{counts['stale']:>8}{counts['missing']:>9}")
+        print(f"{'part':<16}" + "".join(f"{state:>9}" for state in sweeps.RUN_STATES))
+        for part, counts in status.counts.items():
+            print(f"{part:<16}" + "".join(f"{counts[state]:>9,}" for state in sweeps.RUN_STATES))
+        for record in status.failures:
+            spec = record.get("spec", {})
+            print(f"failed: {spec.get('kind')} {spec.get('method')} {spec.get('dataset')} s{spec.get('seed')}: "
+                  f"{record.get('error')} (log {record.get('log') or 'none: not run under submitit'}; "
+                  f"record {record.get('_path')})")
         return 0
     if args.verify is not None:
         checks = sweeps.verify_results(args.profile, args.verify, args.seed, out=out)
@@ -101,15 +111,48 @@ def cmd_results(args: argparse.Namespace) -> int:
         failed = sum(not c.identical for c in checks)
         print(f"perlkit results --verify: {len(checks) - failed} of {len(checks)} identical", file=sys.stderr)
         return 1 if failed else 0
-    where = sweeps.run_full_sweep(profile=args.profile, seeds=tuple(args.seeds), out=out, parts=args.parts,
-                                  only_stored=args.only_stored)
-    print(f"perlkit results: results in {where}", file=sys.stderr)
-    return 0
+    if args.executor == "serial" and not args.dry_run:
+        where = sweeps.run_full_sweep(profile=args.profile, seeds=tuple(args.seeds), out=out, parts=args.parts,
+                                      only_stored=args.only_stored)
+        print(f"perlkit results: results in {where}", file=sys.stderr)
+        return 0
+    profile = get_profile(args.profile)
+    if args.only_stored:
+        store = ResultStore(profile.store_name, root=out)
+        parts = {"stored": sweeps.stored_specs(store)}
+    else:
+        parts = sweeps.grid_parts(args.profile, tuple(args.seeds), args.parts)
+    options = executors.ExecutorOptions(
+        max_parallel=args.max_parallel, chunk=args.chunk, partition=args.partition, gpus_per_task=args.gpus_per_task,
+        cpus_per_task=args.cpus_per_task, time_min=args.time, mem_gb=args.mem,
+    )
+    run = executors.run_grid(parts, profile, out, args.executor, options, dry_run=args.dry_run)
+    if args.dry_run:
+        print("\n".join(executors.describe_plan(run.plan)))
+        print("perlkit results --dry-run: nothing submitted", file=sys.stderr)
+        return 0
+    where = run.plan.store.write_dir
+    if not run.submitted:
+        print(f"perlkit results: nothing to submit, every run is stored in {where}", file=sys.stderr)
+        return 0
+    print(f"perlkit results: {run.submitted} run(s) in {len(run.plan.chunks)} task(s) on {args.executor} "
+          f"(jobs {', '.join(run.job_ids[:3])}{' ...' if len(run.job_ids) > 3 else ''}); logs in {run.plan.logs}",
+          file=sys.stderr)
+    if run.states is None:
+        print(f"perlkit results: submitted; results land in {where}: follow with perlkit results --status, and run "
+              "this command again to submit whatever is still missing", file=sys.stderr)
+        return 0
+    for line in run.task_errors:
+        print(f"perlkit results: {line}", file=sys.stderr)
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(run.states.items()))
+    print(f"perlkit results: {counts}; results in {where}", file=sys.stderr)
+    return 0 if run.states.get("done", 0) == run.submitted else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="perlkit", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"perlkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -140,10 +183,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--parts", nargs="+", default=None,
                    help="subset of the sweep (b2n transfer ablations rivals_default)")
     r.add_argument("--only-stored", action="store_true", help="refresh stale results already stored, add none")
-    r.add_argument("--status", action="store_true", help="count done / stale / missing runs per part and exit")
+    r.add_argument("--status", action="store_true",
+                   help="count done / stale / missing / failed runs per part (naming each failure's log) and exit")
     r.add_argument("--verify", type=int, default=None, metavar="N",
                    help="re-run N stored results drawn at random and require identical metrics")
     r.add_argument("--seed", type=int, default=0, help="random draw of --verify")
+    r.add_argument("--executor", default="serial", choices=["serial", "local", "slurm"],
+                   help="serial: this process (default); local: a job array of local processes; slurm: a SLURM job "
+                   "array (submitit); all write the same store, and running the command again submits what is missing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the plan (runs per part, job array, submitit parameters, estimated hours); submit "
+                   "nothing")
+    r.add_argument("--max-parallel", type=int, default=None, metavar="N", help="tasks running at once")
+    r.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="runs per task (default: slurm 4, or more to keep the array within 1,000 tasks; local: one "
+                   "task per process)")
+    r.add_argument("--partition", default=None, help="SLURM partition")
+    r.add_argument("--gpus-per-task", type=int, default=None, metavar="N",
+                   help="GPUs per task (default: 1 for the paper profile on SLURM, 1 locally when the profile "
+                   "runs on CUDA, else 0)")
+    r.add_argument("--cpus-per-task", type=int, default=None, metavar="N",
+                   help="SLURM CPUs per task (default: the profile's loader workers + 1)")
+    r.add_argument("--time", type=int, default=720, metavar="MINUTES", help="wall-clock limit of one task")
+    r.add_argument("--mem", type=float, default=None, metavar="GB", help="SLURM memory per task")
     r.set_defaults(func=cmd_results)
 
     add_data_commands(sub)

@@ -9,8 +9,10 @@ the caller asked for it explicitly (``--ship``).
 from __future__ import annotations
 
 import ast
+import atexit
 import contextlib
 import hashlib
+import importlib.resources
 import json
 import os
 import platform
@@ -25,8 +27,35 @@ import torch
 import perlkit
 
 PACKAGE_ROOT = Path(perlkit.__file__).resolve().parent
-#: the repository's committed data (shipped results, bench files, mini weights); only ``--ship`` writes here
+#: the repository's committed data (shipped results, bench files); only ``--ship`` writes here. Absent when perlkit is
+#: installed from a wheel: readers treat a missing folder as empty.
 REPO_DATA = PACKAGE_ROOT.parent / "data"
+
+
+def package_path(*parts: str) -> Path:
+    """A file shipped inside the package (``perlkit/assets/...``, ``perlkit/configs``), found through
+    ``importlib.resources`` so that it is there wherever perlkit is installed (a checkout or a wheel)."""
+    resource = importlib.resources.files(perlkit).joinpath(*parts)
+    if isinstance(resource, Path):
+        return resource
+    return _EXTRACTED.enter_context(importlib.resources.as_file(resource))  # a zipped install: a temporary copy
+
+
+_EXTRACTED = contextlib.ExitStack()
+atexit.register(_EXTRACTED.close)
+
+
+def in_checkout() -> bool:
+    """Whether this perlkit runs from a source checkout (not an installed wheel): only a checkout has a ``data/``
+    that ``--ship`` may write and a git commit that belongs to perlkit."""
+    return (PACKAGE_ROOT.parent / "pyproject.toml").is_file()
+
+
+def require_checkout(what: str) -> None:
+    """Refuse ``--ship`` outside a checkout: an installed perlkit has no repository files to replace."""
+    if not in_checkout():
+        raise ValueError(f"--ship replaces files of a perlkit checkout ({what}), but this perlkit is installed at "
+                         f"{PACKAGE_ROOT}; run it from a clone of the repository, or leave out --ship")
 
 
 class StoreError(OSError):
@@ -105,7 +134,10 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def git_commit() -> str:
-    """The current git commit of the perlkit checkout, or 'unknown' outside a repository."""
+    """The current git commit of the perlkit checkout, or 'unknown' when installed (a wheel under some other
+    project's git repository must not record that project's commit)."""
+    if not in_checkout():
+        return "unknown"
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=PACKAGE_ROOT

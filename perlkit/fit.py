@@ -35,7 +35,6 @@ from perlkit.data import (
     build_transform,
     format_prompts,
     load_own_data,
-    open_image,
     own_split_file,
     require_shots,
     sample_fewshot,
@@ -91,6 +90,7 @@ class FitResult:
     seconds: float
     checkpoint_bytes: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)  # per optimiser step
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (``--json``)."""
@@ -107,6 +107,14 @@ def _profile_args(profile: Profile) -> dict[str, str | None]:
         "pretrained": None if (profile.model, profile.pretrained) == (default.model, default.pretrained)
         else (profile.pretrained or "random"),
     }
+
+
+def profile_label(profile: Profile) -> str:
+    """The label of every printed accuracy: backbone and weights (so mini numbers are never read as the paper's)."""
+    if profile.name == "mini" and _profile_args(profile)["pretrained"] is None:
+        return "mini profile: perlkit's mini CLIP, not comparable with the paper's numbers"
+    weights = "random" if profile.pretrained is None else Path(profile.pretrained).name
+    return f"{profile.name} profile: {profile.model} with {weights} weights"
 
 
 def default_checkpoint_path(data: str | os.PathLike, method: str) -> Path:
@@ -160,21 +168,20 @@ def fit_own_data(
     metrics: dict[str, dict[str, float]] = {"zero-shot": {}, method: {}}
     counts = {"classes": splits.num_classes, "train_images": len(train_on.train), "steps": len(train_log["steps"]),
               "split_train": len(splits.train), "split_val": len(splits.val), "split_test": len(splits.test)}
-    for row, model_ in (("zero-shot", zeroshot), (method, fitted)):
+    for row, scored in (("zero-shot", zeroshot), (method, fitted)):
         for target, subset in targets.items():
-            key = "accuracy" if not base_novel else target
-            result = session.score(model_, subset, target, template, f"{row} {target}")
-            metrics[row][key] = result.accuracy
-            counts[f"test_{target}"] = result.total
+            evaluated = session.score(scored, subset, target, template, f"{row} {target}")
+            metrics[row][target if base_novel else "accuracy"] = evaluated.accuracy
+            counts[f"test_{target}"] = evaluated.total
         if base_novel:
             metrics[row]["hm"] = harmonic_mean(metrics[row]["base"], metrics[row]["novel"])
     result = FitResult(
         checkpoint=str(out), method=method, data=str(Path(data).expanduser().resolve()), name=splits.name,
         classes=list(splits.classnames), trained_classes=list(train_on.classnames), template=template, shots=shots,
-        seed=seed, base_novel=base_novel, profile=prof.name, profile_label=prof.label, model=prof.model,
+        seed=seed, base_novel=base_novel, profile=prof.name, profile_label=profile_label(prof), model=prof.model,
         trainable_params=fitted.num_trainable(), metrics=metrics, counts=counts,
         split_file=str(own_split_file(data) or data), train_seconds=train_log["seconds"], seconds=0.0,
-        options=dict(options or {}),
+        options=dict(options or {}), losses=[step["loss"] for step in train_log["steps"]],
     )
     save_fit(fitted, out, result, _profile_args(prof))
     result.checkpoint_bytes = out.stat().st_size
@@ -248,8 +255,8 @@ def _check_backbone(path: Path, meta: dict[str, Any], backbone: Any) -> None:
     if backbone.weights_sha256() != want["weights_sha256"]:
         raise CheckpointError(
             f"{path} was fitted on other {want['model']!r} weights (sha256 {want['weights_sha256'][:12]}..., from "
-            f"{want['pretrained']!r}) than the loaded ones ({backbone.weights_sha256()[:12]}..., from "
-            f"{backbone.pretrained!r}); pass the weights it was fitted on (--pretrained / pretrained=)"
+            f"{want['pretrained'] or 'random'!r}) than the loaded ones ({backbone.weights_sha256()[:12]}..., from "
+            f"{backbone.pretrained or 'random'!r}); pass the weights it was fitted on (--pretrained / pretrained=)"
         )
 
 
@@ -286,8 +293,15 @@ class FittedModel:
         return self._classifiers[key]
 
     def _tensor(self, image: str | os.PathLike | Image.Image) -> torch.Tensor:
-        picture = image.convert("RGB") if isinstance(image, Image.Image) else open_image(image)
-        return self._transform(picture)
+        if isinstance(image, Image.Image):
+            return self._transform(image.convert("RGB"))
+        if not Path(image).is_file():
+            raise DatasetError(f"image {image} not found")
+        try:
+            with Image.open(image) as picture:
+                return self._transform(picture.convert("RGB"))
+        except Exception as err:  # PIL raises many types for a file it cannot decode
+            raise DatasetError(f"cannot read image {image} ({type(err).__name__}: {err})") from err
 
     @torch.no_grad()
     def predict(self, images: Any, top_k: int = 5, classes: Sequence[str] | None = None,

@@ -60,7 +60,12 @@ class Profile:
         return f"{self.name}-{slug}-{hashlib.sha1(identity.encode()).hexdigest()[:8]}"
 
     def backbone(self) -> FrozenCLIP:
-        """The frozen CLIP of this profile, on its device."""
+        """The frozen CLIP of this profile, on its device (the shipped mini weights are checked first, so a damaged
+        file is answered with how to restore it)."""
+        if self.name == "mini" and self.sha256 is not None:
+            from perlkit.mini.weights import verify_mini_weights
+
+            verify_mini_weights(self.pretrained)
         return create_backbone(self.model, self.pretrained, sha256=self.sha256, device=self.device)
 
     def resolve_data_root(self) -> Path:

@@ -1,4 +1,4 @@
-"""Numbers reported by the PERL paper and its rivals, as tidy tables (see data/reported/README.md)."""
+"""Numbers reported by the PERL paper and its rivals, as tidy tables (see perlkit/assets/reported/README.md)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from perlkit.files import package_path
+
 __all__ = ["REPORTED_DIR", "available", "citation", "load_reported", "reported_b2n", "reported_dir"]
 
-REPORTED_DIR: Path = Path(__file__).resolve().parent.parent / "data" / "reported"
+#: the reported CSVs ship inside the package (package data), so an installed wheel has them too
+REPORTED_DIR: Path = package_path("assets", "reported")
 
 B2N_SETTINGS: tuple[str, ...] = ("unified_1epoch", "default_recipe", "own_paper")
 

@@ -205,10 +205,10 @@ def test_flipped_byte_advice_restores_before_retraining(tmp_path: Path, monkeypa
         Wt.verify_mini_weights()
     msg = str(err.value)
     assert str(shipped) in msg
-    first, retrain = msg.index("git checkout -- data/mini/mini-clip.pt"), msg.index("perlkit mini pretrain")
+    first, retrain = msg.index("git checkout -- perlkit/assets/mini/mini-clip.pt"), msg.index("perlkit mini pretrain")
     assert first < msg.index("reinstall") < retrain
     shipped.unlink()
-    with pytest.raises(FileNotFoundError, match="git checkout -- data/mini/mini-clip.pt"):
+    with pytest.raises(FileNotFoundError, match="git checkout -- perlkit/assets/mini/mini-clip.pt"):
         Wt.verify_mini_weights()
 
 

@@ -1,4 +1,4 @@
-"""Checks on data/reported: every CSV parses, every number is sourced, and printed numbers recompute."""
+"""Checks on perlkit/assets/reported: every CSV parses, every number is sourced, and printed numbers recompute."""
 
 from __future__ import annotations
 
@@ -305,3 +305,19 @@ def test_reported_b2n_settings() -> None:
     assert (perl.base, perl.novel, perl.hm) == (73.97, 75.74, 74.79)
     own = reported.reported_b2n("own_paper")
     assert not math.isnan(own[own.method == "R-MMA"]["hm"].iloc[0])
+
+
+def test_linear_probe_deltas_recompute(tables: dict[str, pd.DataFrame]) -> None:
+    """Each probe row's computed 'probe - zero-shot' note matches the zero-shot row of the same source and backbone."""
+    lp = tables["linear_probe"]
+    assert set(lp["method"]) == {"Zero-shot CLIP", "Linear probe CLIP"}
+    checked = 0
+    for row in lp[lp.method == "Linear probe CLIP"].itertuples():
+        m = re.search(r"probe - zero-shot = ([+-]?\d+\.\d+)", row.note)
+        if not m:
+            continue
+        zs = lp[(lp.method == "Zero-shot CLIP") & (lp.source == row.source) & (lp.backbone == row.backbone)]
+        assert len(zs) == 1, row
+        assert row.accuracy - zs["accuracy"].iloc[0] == pytest.approx(float(m.group(1)), abs=0.005)
+        checked += 1
+    assert checked == 3

@@ -383,9 +383,12 @@ def require_shots(splits: DatasetSplits, shots: int) -> None:
     if short:
         n, label = min(short)
         total = sum(1 for d in (*splits.train, *splits.val, *splits.test) if d.label == label)
+        if n == 0:
+            raise DatasetError(f"class {splits.classnames[label]!r} of {splits.root} has no training image (of "
+                               f"{total}); mark some of its images train")
         raise DatasetError(
             f"class {splits.classnames[label]!r} of {splits.root} has {n} training image(s) (of {total}; the rest "
-            f"are held out for validation and test), fewer than --shots {shots}: pass --shots {max(n, 1)} or fewer, "
+            f"are held out for validation and test), fewer than --shots {shots}: pass --shots {n} or fewer, "
             f"or add images ({len(short)} class(es) short)"
         )
 

@@ -2,7 +2,8 @@
 
 Two layers are searched, in this order: the committed, read-only ``data/results/<profile>/`` (a full sweep run
 once with ``make results``) and the writable user cache ``$PERLKIT_CACHE/results/<profile>/`` (default
-``~/.cache/perlkit``). Writes are atomic, so a killed sweep resumes at the first missing run.
+``~/.cache/perlkit``). Writes are atomic, so a killed sweep resumes at the first missing run. An installed wheel has
+no ``data/``, so there only the user cache is searched.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class ResultStore:
         # shipped results first: the same spec then gives the same numbers on every machine (nbval stays stable)
         self.read_dirs = [self.write_dir]
         self.checkpoint_dirs = [self.checkpoint_dir]
-        if use_shipped and not root:
+        if use_shipped and not root and files.in_checkout():  # an installed wheel has no shipped layer
             self.read_dirs.insert(0, SHIPPED_RESULTS / name)
             self.checkpoint_dirs.insert(0, SHIPPED_RESULTS / "checkpoints" / name)
 

@@ -15,12 +15,14 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def pretrain_out_dir(out: str | None, ship: bool) -> Path:
-    """Where `mini pretrain` writes: --out, else the repository's data/mini with --ship, else the user cache."""
-    from perlkit.files import cache_root
+    """Where `mini pretrain` writes: --out, else the shipped perlkit/assets/mini with --ship (a checkout only), else
+    the user cache."""
+    from perlkit.files import cache_root, require_checkout
     from perlkit.mini.weights import mini_weights_path
     if out is not None and ship:
-        raise ValueError("give either --out DIR or --ship (which writes the shipped data/mini), not both")
+        raise ValueError("give either --out DIR or --ship (which writes the shipped perlkit/assets/mini), not both")
     if ship:
+        require_checkout("perlkit/assets/mini")
         return mini_weights_path().parent
     return Path(out) if out else cache_root() / "mini-clip"
 
@@ -65,7 +67,8 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_build, handler=_build)
     p = sub.add_parser("pretrain", help="pretrain the mini CLIP contrastively on world captions")
     p.add_argument("--out", default=None, help="output folder (default: $PERLKIT_CACHE/mini-clip)")
-    p.add_argument("--ship", action="store_true", help="write into the repository's data/mini (the shipped weights)")
+    p.add_argument("--ship", action="store_true",
+                   help="write into the checkout's perlkit/assets/mini (the shipped weights)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--eval-every", type=int, default=0, help="quick zero-shot every N steps (0 = only at the end)")

@@ -7,33 +7,34 @@ from pathlib import Path
 import open_clip
 import torch
 
-from perlkit.files import sha256_file
+from perlkit.files import PACKAGE_ROOT, in_checkout, package_path, sha256_file
 
 MINI_MODEL = "mini-clip"
-_REPO = Path(__file__).resolve().parents[2]
-_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: where the mini CLIP files ship inside the package (package data, so a wheel carries them)
+MINI_ASSETS = ("assets", "mini")
 
 
 def register_mini_config() -> None:
     """Make open_clip know the ``mini-clip`` model config (idempotent)."""
     if MINI_MODEL not in open_clip.list_models():
-        open_clip.add_model_config(_CONFIG_DIR)
+        open_clip.add_model_config(package_path("configs"))
 
 
 def mini_weights_path() -> Path:
-    """Path of the shipped weights file data/mini/mini-clip.pt."""
-    return _REPO / "data" / "mini" / "mini-clip.pt"
+    """Path of the shipped weights file perlkit/assets/mini/mini-clip.pt (package data)."""
+    return package_path(*MINI_ASSETS, "mini-clip.pt")
 
 
 def restore_advice(name: str = "mini-clip.pt") -> str:
     """How to get a shipped mini file back: git or a reinstall first; a 43-minute retrain is the last resort."""
-    return (f"restore the shipped file: `git checkout -- data/mini/{name}` in the perlkit checkout ({_REPO}), "
+    where = f"in the perlkit checkout ({PACKAGE_ROOT.parent})" if in_checkout() else "in a perlkit checkout"
+    return (f"restore the shipped file: `git checkout -- perlkit/{'/'.join(MINI_ASSETS)}/{name}` {where}, "
             "or reinstall perlkit; only if that is impossible, retrain it with "
             "`perlkit mini pretrain --ship` (about 43 minutes on 2 CPU cores, byte-identical)")
 
 
 def expected_sha256() -> str:
-    """The recorded sha256 of the shipped weights (data/mini/mini-clip.sha256)."""
+    """The recorded sha256 of the shipped weights (perlkit/assets/mini/mini-clip.sha256)."""
     f = mini_weights_path().with_suffix(".sha256")
     if not f.is_file():
         raise FileNotFoundError(f"{f} is missing; {restore_advice(f.name)}.")

@@ -459,12 +459,23 @@ def run_one(session: _MeteredSession, spec: RunSpec) -> dict[str, Any]:
     return record
 
 
-def run_smoke(settings: SmokeSettings, root: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
-    """Write (or reuse) the synthetic root, run every method on every chosen dataset, and return the JSON record."""
+def _say(message: str) -> None:
+    """One line on stderr per phase, with or without progress bars: a run stopped from outside still shows where
+    its time went."""
+    print(f"perlkit smoke: {message}", file=sys.stderr, flush=True)
+
+
+def run_smoke(
+    settings: SmokeSettings, root: str | os.PathLike | None = None, progress: bool = True, out: Path | None = None,
+) -> dict[str, Any]:
+    """Write (or reuse) the synthetic root, run every method on every chosen dataset, and return the JSON record;
+    with ``out``, the record so far (``"complete": false``) is written there after every run, so a run killed by a
+    time limit keeps what it measured."""
     wall = time.perf_counter()
     device = torch.device(settings.device)
     shapes = data_shapes(settings.quick, settings.test_per_class)
     root, data = build_data_root(shapes, root, progress=progress)
+    _say(f"data root {root} ready after {time.perf_counter() - wall:.1f} s")
     pretrained = str(random_weights_file(settings.model)) if settings.pretrained == RANDOM_FILE else settings.pretrained
     # tiny-clip: worker start-up and a second OpenMP thread (spin-waiting on a shared machine) would dominate
     overrides = {"num_workers": 0, "threads": 1} if settings.quick else {}
@@ -476,6 +487,7 @@ def run_smoke(settings: SmokeSettings, root: str | os.PathLike | None = None, pr
     start = time.perf_counter()
     _ = session.backbone  # built before any run, so that its random draws never shift a run's seed
     backbone_seconds = round(time.perf_counter() - start, 2)
+    _say(f"{settings.model} loaded on {device} in {backbone_seconds} s")
 
     # read every dataset the runs need once, so that a run's seconds are its own
     transfer = TRANSFER in settings.datasets
@@ -502,9 +514,19 @@ def run_smoke(settings: SmokeSettings, root: str | os.PathLike | None = None, pr
     bar = tqdm(specs, desc="smoke runs", unit="run", disable=not progress)
     for spec in bar:
         bar.set_postfix_str(f"{spec.method} {spec.dataset if spec.kind == 'b2n' else 'imagenet transfer'}")
-        runs[spec.method][spec.dataset] = run_one(session, spec)
+        run = runs[spec.method][spec.dataset] = run_one(session, spec)
+        _say(f"{spec.kind} {spec.method} {spec.dataset}: {'ok' if run['ok'] else 'FAILED'} in {run['seconds']:.1f} s")
+        if out is not None:
+            atomic_write_json(out, _record(settings, device, profile, session, specs, runs, data, wall,
+                                           backbone_seconds, complete=False))
     bar.close()
+    return _record(settings, device, profile, session, specs, runs, data, wall, backbone_seconds, complete=True)
 
+
+def _record(settings: SmokeSettings, device: torch.device, profile: Any, session: _MeteredSession,
+            specs: list[RunSpec], runs: dict[str, dict[str, Any]], data: dict[str, Any], wall: float,
+            backbone_seconds: float, complete: bool) -> dict[str, Any]:
+    """The smoke's JSON record from what has run so far."""
     failed = [f"{m}/{d}" for m, cells in runs.items() for d, r in cells.items() if not r["ok"]]
     first = specs[0] if specs else RunSpec("b2n", "zeroshot", "dtd")
     notes = [
@@ -518,7 +540,8 @@ def run_smoke(settings: SmokeSettings, root: str | os.PathLike | None = None, pr
         notes.append("CPU run: bf16 autocast and CUDA memory were not exercised")
     return {
         "schema": SCHEMA,
-        "ok": not failed,
+        "complete": complete,
+        "ok": complete and not failed,
         "failed": failed,
         "device": device.type,
         "device_name": device_name(device),
@@ -587,8 +610,8 @@ def cmd_smoke(args: argparse.Namespace) -> int:
         quick=args.quick, device=args.device, model=args.model, pretrained=args.pretrained, methods=args.methods,
         datasets=args.datasets, steps=args.steps, test_per_class=args.test_per_class,
     )
-    record = run_smoke(settings, root=args.root, progress=not args.no_progress)
     out = default_output(settings.device, settings.model, settings.quick, args.ship)
+    record = run_smoke(settings, root=args.root, progress=not args.no_progress, out=out)
     atomic_write_json(out, record)
     print(f"perlkit smoke: wrote {out}", file=sys.stderr)
     print(json.dumps(record, indent=2, sort_keys=True) if args.json else format_table(record))

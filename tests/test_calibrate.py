@@ -1,0 +1,146 @@
+"""`perlkit mini calibrate` (issue 13): zero-shot vs 16-shot linear probe on frozen features, beside the real bars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_data_world import make_world
+
+from perlkit.cli import main
+from perlkit.experiments import ResultStore, RunSpec, Session
+from perlkit.mini import calibrate as cal
+from perlkit.profiles import Profile
+
+DATASETS = ["eurosat", "oxford_pets", "imagenet"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cal") / "data"
+    make_world(root, DATASETS)
+    return root
+
+
+@pytest.fixture()
+def session(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Session:
+    monkeypatch.setenv("PERLKIT_CACHE", str(tmp_path / "cache"))
+    profile = Profile("mini", "tiny-clip", None, None, str(data_root), "cpu", 64, 0, "test profile")
+    return Session(profile, progress=False, store=ResultStore("mini", tmp_path / "results"))
+
+
+def _blobs(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.eye(4, 8) * 10
+    x = torch.cat([c + torch.randn(n_per_class, 8, generator=gen) for c in centres])
+    return x, torch.arange(4).repeat_interleave(n_per_class)
+
+
+def test_probe_separates_blobs_deterministically() -> None:
+    (x, y), (vx, vy), (tx, ty) = _blobs(16, 0), _blobs(4, 1), _blobs(50, 2)
+    probe = cal.fit_linear_probe(x, y, vx, vy, 4)
+    again = cal.fit_linear_probe(x, y, vx, vy, 4)
+    assert torch.equal(probe.weight, again.weight) and torch.equal(probe.bias, again.bias)
+    assert probe.weight_decay in cal.WEIGHT_DECAYS and probe.val_source == "val"
+    assert probe.train_accuracy == 100.0 and probe.accuracy(tx, ty) > 95.0
+    # the decay is the one that scores best on the validation shots (ties: the larger), refitted on train
+    scores = {}
+    for decay in cal.WEIGHT_DECAYS:
+        w, b = cal._fit_logistic(x, y, 4, decay, 500)
+        scores[decay] = cal.LinearProbe(w, b, decay, 0, 0, "val").accuracy(vx, vy)
+    assert probe.weight_decay == max(d for d in scores if scores[d] == max(scores.values()))
+
+
+def test_probe_without_validation_holds_out_training_shots() -> None:
+    x, y = _blobs(16, 0)
+    probe = cal.fit_linear_probe(x, y, x[:0], y[:0], 4)
+    assert probe.val_source == "held-out train shots" and probe.train_accuracy == 100.0
+
+
+def test_spearman() -> None:
+    assert cal.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert cal.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert cal.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486833)  # average ranks for ties
+
+
+def test_real_columns() -> None:
+    assert cal.perl_batch_size() == 4
+    # base classes x 16 shots / 4: the issue's DTD 96, Flowers 204, Cars 392
+    assert [cal.real_steps_one_epoch(d) for d in ("dtd", "oxford_flowers", "stanford_cars", "imagenet")] == \
+        [96, 204, 392, 2000]
+    real = cal.real_zeroshot_base()
+    assert len(real) == 11 and real["eurosat"] == 56.48 and real["caltech101"] == 96.84
+
+
+def test_calibration_agrees_with_the_protocols(session: Session) -> None:
+    report = cal.calibrate(session, DATASETS, progress=False)
+    assert report["profile"] == "mini" and report["label"] == "test profile"
+    for name in DATASETS:
+        row = report["benchmarks"][name]
+        for key in ("zeroshot_all", "zeroshot_base", "probe_base", "headroom", "steps_one_epoch",
+                    "real_zeroshot_base", "real_steps_one_epoch"):
+            assert key in row
+        assert row["headroom"] == pytest.approx(row["probe_base"] - row["zeroshot_base"])
+        # zero-shot base is exactly the base-to-novel protocol's zero-shot base accuracy
+        zeroshot = session.base_to_novel(RunSpec("b2n", "zeroshot", name, profile="mini"))
+        assert row["zeroshot_base"] == pytest.approx(zeroshot["metrics"]["base"], abs=1e-9)
+    zs_all = {r["name"]: r["accuracy"] for r in session.zeroshot_benchmarks(DATASETS)}
+    assert {n: report["benchmarks"][n]["zeroshot_all"] for n in DATASETS} == pytest.approx(zs_all, abs=1e-9)
+    # one epoch's steps are the optimiser steps PERL's training loop takes
+    perl = session.base_to_novel(RunSpec("b2n", "perl", "eurosat", options={"steps": 1}))
+    assert report["benchmarks"]["eurosat"]["steps_one_epoch"] == len(perl["train"]["steps"]) == 12
+    assert report["benchmarks"]["imagenet"]["probe_val_source"] == "held-out train shots"  # ImageNet has no val
+    assert report["benchmarks"]["eurosat"]["real_steps_one_epoch"] == 20
+    assert set(report["summary"]) == {"headroom", "zeroshot_within_20", "zeroshot_spearman", "training_budget",
+                                      "all_pass"}
+    table = cal.calibration_table(report)
+    assert list(table.index) == ["EuroSAT", "OxfordPets", "ImageNet"] and "mini probe base" in table
+    assert len(cal.bars_table(report)) == 4
+
+
+def test_second_call_reads_the_cache(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = cal.calibrate(session, ["eurosat"], progress=False)
+    assert list((cal.cache_root() / "calibration").glob("eurosat-*.pt"))
+    monkeypatch.setattr(cal, "_calibrate", lambda *a, **k: pytest.fail("recomputed a cached row"))
+    assert cal.calibrate(session, ["eurosat"], progress=False) == first
+
+
+def test_cached_features_are_used(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    full = session.dataset("eurosat")
+    items = full.test[:3]
+    features = cal.frozen_image_features(session, "eurosat", str(session.data_root), items, progress=False)
+    monkeypatch.setattr(session.backbone, "encode", lambda *a, **k: pytest.fail("encoded again"))
+    again = cal.frozen_image_features(session, "eurosat", str(session.data_root), items, progress=False)
+    assert torch.equal(features, again) and features.shape == (3, session.backbone.embed_dim)
+
+
+def _row(name: str, zs: float, probe: float, real: float, steps: int, real_steps: int) -> cal.Calibration:
+    return cal.Calibration(name, 10, 5, 80, zs, zs, probe, 100.0, 90.0, 1e-3, "val", probe - zs, steps, real, 5,
+                           real_steps)
+
+
+def test_summary_bars() -> None:
+    good = [_row(f"d{i}", 40 + 4 * i, 55 + 4 * i, 45 + 4 * i, 100, 110) for i in range(11)]
+    summary = cal.calibration_summary(good)
+    assert summary["all_pass"] and summary["headroom"]["value"] == pytest.approx(15.0)
+    assert summary["zeroshot_spearman"]["value"] == pytest.approx(1.0)
+    bad = good[:6] + [_row(f"e{i}", 60, 62, 10, 30, 100) for i in range(5)]
+    summary = cal.calibration_summary(bad)
+    assert summary["headroom"]["count"] == 6 and not summary["headroom"]["pass"]  # +5 on only 6 of 11
+    assert summary["zeroshot_within_20"]["value"] == 6 and not summary["zeroshot_within_20"]["pass"]
+    assert not summary["training_budget"]["pass"] and len(summary["training_budget"]["outside"]) == 5
+    exempt = good[:10] + [_row("imagenet", 40, 60, 45, 200, 2000)]  # ImageNet may stay smaller
+    assert cal.calibration_summary(exempt)["training_budget"]["pass"]
+
+
+def test_cli_json(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("PERLKIT_CACHE", str(tmp_path / "cache"))
+    assert main(["mini", "calibrate", "--json", "--data-root", str(data_root), "--datasets", "eurosat"]) == 0
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert set(report["benchmarks"]) == {"eurosat"} and "summary" in report and "mini" in report["label"]
+    assert main(["mini", "calibrate", "--data-root", str(data_root), "--datasets", "imagenet_a"]) == 2
+    assert "base-to-novel" in capsys.readouterr().err

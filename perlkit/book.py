@@ -31,12 +31,13 @@ def check_parameters(
     datasets: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Fail clearly, before any work, when papermill injected a parameter the chapter does not define (papermill only
-    warns) or a dataset parameter names a dataset the chapter's protocol cannot run (``datasets`` maps a parameter
-    to the datasets it accepts; "all" is accepted too)."""
+    warns; parameters are lower-case, so imported constants such as ``B2N_DATASETS`` are not taken for one) or a
+    dataset parameter names a dataset the chapter's protocol cannot run (``datasets`` maps a parameter to the
+    datasets it accepts; "all" is accepted too)."""
     known = set(known)
     names = {
         name for name, value in namespace.items()
-        if not name.startswith("_") and name not in _IPYTHON_NAMES and not callable(value)
+        if not name.startswith("_") and not name.isupper() and name not in _IPYTHON_NAMES and not callable(value)
         and type(value).__name__ != "module"
     }
     unknown = sorted(names - known)

@@ -315,11 +315,13 @@ def test_papermill_accepts_the_run_box_command(tmp_path: Path) -> None:
     assert {k: as_list(v) for k, v in values.items()} == RUN_BOX_EXAMPLES["04_base_to_novel"]
 
 
-def test_chapters_with_a_run_box_render_it_as_an_admonition() -> None:
-    """A chapter's run box cell needs the MyST markdown format (else the book shows the raw directive) and hides its
-    input; its example parameters are the chapter's. (Chapters get the cell when they are next re-executed.)"""
+def test_every_chapter_renders_its_run_box_as_an_admonition() -> None:
+    """Every chapter ends with a run box; the cell needs the MyST markdown format (else the book shows the raw
+    directive) and hides its input; its example parameters are the chapter's."""
     for path in sorted((ROOT / "book").glob("[0-9]*.ipynb")):
-        for cell in json.loads(path.read_text())["cells"]:
+        cells = json.loads(path.read_text())["cells"]
+        assert "run_this_chapter(" in "".join(cells[-1]["source"]), f"{path.name} does not end with its run box"
+        for cell in cells:
             source = "".join(cell["source"])
             if cell["cell_type"] != "code" or "run_this_chapter(" not in source:
                 continue

@@ -733,6 +733,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run the bench, save its JSON (user cache; data/bench/ with --ship) and print a table (or the JSON)."""
     resolve_methods(args.methods)  # fail fast on a typo, before building anything
     device = torch.device(args.device or ("cuda" if args.profile == "paper" and torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device here; use --device cpu")
     threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else 0)
     if threads:
         torch.set_num_threads(threads)
@@ -746,11 +748,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if not args.no_save:
-        from perlkit.cli import output_root
-        from perlkit.files import cache_root
+        from perlkit.files import cache_root, output_root
 
-        folder = output_root(None, args.ship, BENCH_DIR) or cache_root() / "bench"
-        out = Path(args.out) if args.out else default_output(args.profile, result["model"], device, folder)
+        chosen = output_root(args.out, args.ship, BENCH_DIR)  # --out and --ship together are refused
+        folder = BENCH_DIR if args.ship else cache_root() / "bench"
+        out = chosen if args.out else default_output(args.profile, result["model"], device, folder)
         atomic_write_json(out, result)
         print(f"perlkit bench: wrote {out}", file=sys.stderr)
     if args.json:

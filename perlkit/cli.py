@@ -6,27 +6,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from perlkit import __version__
 from perlkit.bench import add_bench_command
 from perlkit.data.cli import add_data_commands
-from perlkit.files import require_checkout
+from perlkit.files import output_root
 from perlkit.fit import add_fit_commands
+from perlkit.methods.registry import parse_option
 from perlkit.mini.cli import add_mini_commands
 from perlkit.smoke import add_smoke_command
-
-
-def _parse_option(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as JSON when it parses (``steps=2``, ``split=[7,9]``), else a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    key, raw = text.split("=", 1)
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
 
 
 def cmd_params(args: argparse.Namespace) -> int:
@@ -69,20 +57,6 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     return 0
 
 
-def output_root(out: str | None, ship: bool, shipped: Path) -> Path | None:
-    """Where a command writes: ``--out``, the repository's ``data/`` with ``--ship``, else None (the user cache).
-
-    Only an explicit ``--ship`` (or an ``--out`` naming it) writes into the repository, so no command overwrites a
-    committed file by accident.
-    """
-    if ship and out:
-        raise ValueError("give either --ship (write into the repository's data/) or --out DIR, not both")
-    if ship:
-        require_checkout(f"data/{shipped.name}")
-        return shipped
-    return Path(out) if out else None
-
-
 def cmd_results(args: argparse.Namespace) -> int:
     """Run (or resume) the full sweep behind the book, here or as a job array (--executor local/slurm), plan it
     (--dry-run), show its status, or verify stored results by re-running them."""
@@ -91,8 +65,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     from perlkit.profiles import get_profile
 
     out = output_root(args.out, args.ship, SHIPPED_RESULTS)
+    profile = get_profile(args.profile, data_root=args.data_root, pretrained=args.pretrained, model=args.model)
     if args.status:
-        status = sweeps.sweep_status(args.profile, tuple(args.seeds), args.parts, out)
+        status = sweeps.sweep_status(profile, tuple(args.seeds), args.parts, out)
         print(f"{'part':<16}" + "".join(f"{state:>9}" for state in sweeps.RUN_STATES))
         for part, counts in status.counts.items():
             print(f"{part:<16}" + "".join(f"{counts[state]:>9,}" for state in sweeps.RUN_STATES))
@@ -103,7 +78,7 @@ def cmd_results(args: argparse.Namespace) -> int:
                   f"record {record.get('_path')})")
         return 0
     if args.verify is not None:
-        checks = sweeps.verify_results(args.profile, args.verify, args.seed, out=out)
+        checks = sweeps.verify_results(profile, args.verify, args.seed, out=out)
         for check in checks:
             verdict = "identical" if check.identical else "DIFFERENT"
             print(f"{verdict:<10} {check.spec.filename}: stored {check.stored} recomputed {check.recomputed}"
@@ -112,11 +87,10 @@ def cmd_results(args: argparse.Namespace) -> int:
         print(f"perlkit results --verify: {len(checks) - failed} of {len(checks)} identical", file=sys.stderr)
         return 1 if failed else 0
     if args.executor == "serial" and not args.dry_run:
-        where = sweeps.run_full_sweep(profile=args.profile, seeds=tuple(args.seeds), out=out, parts=args.parts,
+        where = sweeps.run_full_sweep(profile=profile, seeds=tuple(args.seeds), out=out, parts=args.parts,
                                       only_stored=args.only_stored)
         print(f"perlkit results: results in {where}", file=sys.stderr)
         return 0
-    profile = get_profile(args.profile)
     if args.only_stored:
         store = ResultStore(profile.store_name, root=out)
         parts = {"stored": sweeps.stored_specs(store)}
@@ -159,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="count trainable and total parameters of a method")
     p.add_argument("--method", required=True)
     p.add_argument("--model", default="ViT-B-16")
-    p.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE",
+    p.add_argument("--option", action="append", type=parse_option, metavar="KEY=VALUE",
                    help="method option, e.g. --option steps=2 (repeatable)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
@@ -178,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("results", help="run or resume the full sweep behind the book (make results)")
     r.add_argument("--profile", default="mini", choices=["mini", "paper"])
     r.add_argument("--seeds", type=int, nargs="+", default=[1])
+    r.add_argument("--data-root", default=None, help="the profile's data root (paper: default $PERLKIT_DATA)")
+    r.add_argument("--model", default=None, help="open_clip model (e.g. ViT-B-16-quickgelu for OpenAI's own file)")
+    r.add_argument("--pretrained", default=None, help="open_clip tag, local weights file, or 'random'")
     r.add_argument("--out", default=None, help="results folder (default: the user cache, which the chapters read)")
     r.add_argument("--ship", action="store_true", help="write into the repository's data/results (maintainers)")
     r.add_argument("--parts", nargs="+", default=None,

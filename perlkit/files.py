@@ -201,3 +201,17 @@ def code_fingerprint(paths: list[str | os.PathLike]) -> str:
         digest.update(f"{path.relative_to(PACKAGE_ROOT).as_posix()}\0".encode())
         digest.update(ast.dump(tree, annotate_fields=False, include_attributes=False).encode())
     return digest.hexdigest()
+
+
+def output_root(out: str | None, ship: bool, shipped: Path) -> Path | None:
+    """Where a command writes: ``--out``, the repository's ``data/`` with ``--ship``, else None (the user cache).
+
+    Only an explicit ``--ship`` (or an ``--out`` naming it) writes into the repository, so no command overwrites a
+    committed file by accident.
+    """
+    if ship and out:
+        raise ValueError("give either --ship (write into the repository's data/) or --out DIR, not both")
+    if ship:
+        require_checkout(f"data/{shipped.name}")
+        return shipped
+    return Path(out) if out else None

@@ -347,8 +347,9 @@ def load(path: str | os.PathLike, *, device: str | None = None, pretrained: str 
                                   f"{recorded!r} builds {prof.model!r}; the checkpoint is inconsistent")
         backbone = prof.backbone()
     _check_backbone(path, meta, backbone)
-    torch.manual_seed(0)  # building draws initial values, which the checkpoint's tensors then replace
-    method = build_method(meta["method"], backbone, **meta["options"]).to(backbone.device)
+    with torch.random.fork_rng(devices=[]):  # building draws initial values (then replaced): not the caller's RNG
+        torch.manual_seed(0)
+        method = build_method(meta["method"], backbone, **meta["options"]).to(backbone.device)
     if json.loads(json.dumps(method.config_dict(), sort_keys=True)) != meta["config"]:
         raise CheckpointError(f"{path} was fitted with options {meta['config']}, the rebuilt method has "
                               f"{method.config_dict()}; this perlkit builds {meta['method']!r} differently")
@@ -412,8 +413,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def add_fit_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``fit`` and ``predict`` on the top-level sub-parsers (called by ``perlkit.cli``)."""
-    from perlkit.cli import _parse_option
     from perlkit.methods import list_methods
+    from perlkit.methods.registry import parse_option
 
     f = sub.add_parser("fit", help="train a method on your own image folder or CSV and save a checkpoint",
                        description="Train on DIR (one sub-folder a class) or a CSV path,label[,split]; evaluate "
@@ -428,7 +429,7 @@ def add_fit_commands(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--seed", type=int, default=1, help="few-shot sampling and training seed")
     f.add_argument("--base-novel", action="store_true", help="train on half the classes, test base and novel")
     f.add_argument("--epochs", type=int, default=None, help="epochs (default: the paper's one-epoch protocol)")
-    f.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE",
+    f.add_argument("--option", action="append", type=parse_option, metavar="KEY=VALUE",
                    help="method option, e.g. --option steps=2 (repeatable)")
     f.add_argument("--out", default=None, help="checkpoint file (default <cache>/fits/<data>-<method>.safetensors)")
     f.add_argument("--json", action="store_true")

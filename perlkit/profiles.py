@@ -123,6 +123,8 @@ def get_profile(name: str = "mini", **overrides: Any) -> Profile:
     clean = {k: v for k, v in overrides.items() if v is not None}
     if "pretrained" in clean and "sha256" not in clean:
         clean["sha256"] = None  # a user-supplied file has no shipped checksum
+    if str(clean.get("device", "")).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {clean['device']!r} asked for, but torch sees no CUDA device here; use device 'cpu'")
     if clean.get("pretrained") in RANDOM_WEIGHTS:
         clean["pretrained"] = None  # random weights: smoke runs, speed and memory, parameter counts
     return replace(profile, **clean)

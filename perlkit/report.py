@@ -16,8 +16,7 @@ import pandas as pd
 
 from perlkit.data.registry import B2N_DATASETS, SINGLE_TEMPLATE
 from perlkit.engine import TrainConfig, protocol_crop_scale, protocol_template, recipe
-from perlkit.experiments import ResultStore, RunSpec, Session
-from perlkit.experiments.store import SHIPPED_RESULTS
+from perlkit.experiments import RunSpec, Session
 from perlkit.methods import Method, get_method_class
 
 __all__ = [
@@ -156,17 +155,18 @@ class ShippedGrid:
         """One sentence for a chapter when the grid is incomplete: what is there, what is stale, what to run."""
         stale = f", {self.stale} stale (made by other code or weights, not shown)" if self.stale else ""
         return (f"full grid not precomputed for this code yet: {len(self.results)} of {self.total} runs current in "
-                f"data/results/{profile}/{stale}; `make results` computes them")
+                f"data/results/{profile}/ or your cache{stale}; `perlkit results` computes them")
 
 
 def shipped_grid(session: Session, specs: Sequence[RunSpec]) -> ShippedGrid:
-    """The committed results of ``specs`` with a current fingerprint (chapters never show stale numbers)."""
-    shipped = ResultStore(session.profile.store_name, root=SHIPPED_RESULTS)
+    """The stored results of ``specs`` with a current fingerprint, read as the session reads them (the committed
+    ``data/results`` first, then the user's cache, where ``perlkit results`` writes): chapters never show stale
+    numbers, and show a sweep the user ran once."""
     current, stale = [], 0
     for spec in specs:
-        hit = shipped.get(spec, session.fingerprint(spec))
+        hit = session.store.get(spec, session.fingerprint(spec))
         if hit is not None:
             current.append(hit)
-        elif shipped.get(spec) is not None:
+        elif session.store.get(spec) is not None:
             stale += 1
     return ShippedGrid(current, len(specs), stale)

@@ -73,7 +73,15 @@ from perlkit.backbone import create_backbone
 from perlkit.data import B2N_DATASETS, DATASET_NAMES, PUBLISHED_COUNTS, Expected, canonical_name
 from perlkit.data.registry import EXPECTED_FILE, RENAMES, SPECS
 from perlkit.experiments import ResultStore, RunSpec, Session
-from perlkit.files import REPO_DATA, atomic_write_bytes, atomic_write_json, cache_root, device_name, provenance
+from perlkit.files import (
+    REPO_DATA,
+    atomic_write_bytes,
+    atomic_write_json,
+    cache_root,
+    device_name,
+    output_root,
+    provenance,
+)
 from perlkit.methods import list_methods
 from perlkit.profiles import get_profile
 
@@ -335,8 +343,7 @@ def random_weights_file(model: str) -> Path:
     """Random weights of ``model`` saved once to ``<cache>/smoke/random-<model>.pt`` (seed 0), for the file path."""
     path = cache_root() / "smoke" / f"random-{model}.pt"
     if not path.is_file():
-        torch.manual_seed(0)
-        clip = create_backbone(model, None).model  # the open_clip model inside the frozen wrapper
+        clip = create_backbone(model, None).model  # seeded inside, without touching the caller's RNG
         buffer = io.BytesIO()
         torch.save(clip.state_dict(), buffer)
         atomic_write_bytes(path, buffer.getvalue())
@@ -573,7 +580,7 @@ def default_output(device: torch.device | str, model: str, quick: bool, ship: bo
     The device tag is the device type ('cuda' or 'cpu'); another model than ViT-B/16 is named in the file, and
     ``--quick`` adds ``-quick``.
     """
-    folder = (REPO_DATA if ship else cache_root()) / "bench"
+    folder = (output_root(None, ship, REPO_DATA) or cache_root()) / "bench"  # --ship only from a checkout
     stem = "paper" if quick or model == FULL_MODEL else f"paper-{model}"
     return folder / f"{stem}-{torch.device(device).type}-smoke{'-quick' if quick else ''}.json"
 

@@ -139,8 +139,8 @@ print(json.dumps({"file": perlkit.__file__, "checkout": files.in_checkout(), "co
 def test_ship_is_refused_outside_a_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     """An installed perlkit has no repository files to replace: --ship says so instead of writing beside it."""
     from perlkit import files
-    from perlkit.cli import output_root
     from perlkit.experiments.store import SHIPPED_RESULTS
+    from perlkit.files import output_root
     from perlkit.mini.cli import pretrain_out_dir
 
     assert files.in_checkout() and output_root(None, True, SHIPPED_RESULTS) == SHIPPED_RESULTS

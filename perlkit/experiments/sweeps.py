@@ -90,7 +90,7 @@ def open_store_session(profile: Profile | str, out: str | Path | None = None) ->
 
 
 def run_full_sweep(
-    profile: str = "mini", seeds: Sequence[int] = (1,), out: str | Path | None = None,
+    profile: Profile | str = "mini", seeds: Sequence[int] = (1,), out: str | Path | None = None,
     parts: Iterable[str] | None = None, only_stored: bool = False,
 ) -> Path:
     """Run or resume the full sweep into the profile's store in the user cache (what the chapters read), or into
@@ -98,7 +98,7 @@ def run_full_sweep(
     by other code or weights) are computed. ``only_stored`` refreshes the stale runs already in the store and adds
     nothing. Returns the results folder."""
     session = open_store_session(profile, out)
-    specs = stored_specs(session.store) if only_stored else full_sweep_specs(profile, seeds, parts)
+    specs = stored_specs(session.store) if only_stored else full_sweep_specs(session.profile.name, seeds, parts)
     return sweep_serially(session, specs, f"full sweep ({profile})")
 
 
@@ -183,7 +183,7 @@ class Verification:
 
 
 def verify_results(
-    profile: str = "mini", count: int | None = None, seed: int = 0, specs: Sequence[RunSpec] | None = None,
+    profile: Profile | str = "mini", count: int | None = None, seed: int = 0, specs: Sequence[RunSpec] | None = None,
     out: str | Path | None = None, progress: bool = True,
 ) -> list[Verification]:
     """Re-run stored results from their specs in a scratch store and compare metrics exactly: ``count`` drawn at

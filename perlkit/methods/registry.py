@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,3 +43,15 @@ def get_method_class(name: str) -> type[Method]:
 def build_method(name: str, backbone: FrozenCLIP, **config: Any) -> Method:
     """Build a registered method on a frozen backbone; unknown options raise with the valid ones listed."""
     return get_method_class(name)(backbone, **config)
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """A command-line method option ``key=value``, the value read as JSON when it parses (``steps=2``,
+    ``split=[7,9]``), else a string; ``make_config`` then checks its type."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw

@@ -197,24 +197,25 @@ def test_fewer_training_images_than_shots_says_how_many(tmp_path: Path) -> None:
         require_shots(load_own_data(csv), 4)
 
 
-def test_bad_csv_rows_name_row_and_path(tmp_path: Path) -> None:
+GOOD_ROWS = "".join(f"imgs/red_apple/img_{i:03d}.png,apple\nimgs/blue_sky/img_{i:03d}.png,sky\n" for i in range(10))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("path,label\n" + GOOD_ROWS + "imgs/red_apple/missing.png,apple\n",
+     r"data.csv row 22: image 'imgs/red_apple/missing.png' not found"),
+    ("path,label\n" + GOOD_ROWS + "imgs/notes.txt,apple\n", r"row 22: 'imgs/notes.txt' is not an image file name"),
+    ("path,label,split\nimgs/red_apple/img_000.png,apple,train\nimgs/blue_sky/img_000.png,sky,tset\n",
+     r"row 3: split 'tset' is not one of train, val, test"),
+    ("path,label\n" + GOOD_ROWS + "imgs/red_apple/img_000.png,apple\n",
+     r"rows 2 and 22 both list image 'imgs/red_apple/img_000.png'"),
+    ("path,label\n" + GOOD_ROWS + "imgs/red_apple/img_011.png\n",
+     r"row 22: expected 2 fields like the first row, got 1"),
+])
+def test_bad_csv_rows_name_row_and_path(tmp_path: Path, text: str, message: str) -> None:
     make_folder(tmp_path / "imgs")
     csv = tmp_path / "data.csv"
-    good = "".join(f"imgs/red_apple/img_{i:03d}.png,apple\nimgs/blue_sky/img_{i:03d}.png,sky\n" for i in range(10))
-    csv.write_text("path,label\n" + good + "imgs/red_apple/missing.png,apple\n")
-    with pytest.raises(DatasetError, match=r"data.csv row 22: image 'imgs/red_apple/missing.png' not found"):
-        load_own_data(csv)
-    csv.write_text("path,label\n" + good + "imgs/notes.txt,apple\n")
-    with pytest.raises(DatasetError, match=r"row 22: 'imgs/notes.txt' is not an image file name"):
-        load_own_data(csv)
-    csv.write_text("path,label,split\nimgs/red_apple/img_000.png,apple,train\nimgs/blue_sky/img_000.png,sky,tset\n")
-    with pytest.raises(DatasetError, match=r"row 3: split 'tset' is not one of train, val, test"):
-        load_own_data(csv)
-    csv.write_text("path,label\n" + good + "imgs/red_apple/img_000.png,apple\n")
-    with pytest.raises(DatasetError, match=r"rows 2 and 22 both list image 'imgs/red_apple/img_000.png'"):
-        load_own_data(csv)
-    csv.write_text("path,label\n" + good + "imgs/red_apple/img_011.png\n")
-    with pytest.raises(DatasetError, match=r"row 22: expected 2 fields like the first row, got 1"):
+    csv.write_text(text)
+    with pytest.raises(DatasetError, match=message):
         load_own_data(csv)
 
 

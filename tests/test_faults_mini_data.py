@@ -99,9 +99,16 @@ def test_bad_seed_or_scale_is_refused_before_any_work(tmp_path: Path, kw: dict) 
 
 # ------------------------------------------------------------------------------------------ mini build: temp folders
 _BUILD = """
-import sys
-from perlkit.mini.build import build_mini_world
-build_mini_world(sys.argv[1], seed=0, scale=float(sys.argv[2]), progress=False, workers=int(sys.argv[3]))
+import sys, time
+from perlkit.mini import build
+real_write, written = build._write, [0]
+def slow_write(path, data):  # after 200 images, 20 ms an image: the test's signal lands mid-build even on a busy box
+    real_write(path, data)
+    written[0] += 1
+    if written[0] > 200:
+        time.sleep(0.02)
+build._write = slow_write
+build.build_mini_world(sys.argv[1], seed=0, scale=float(sys.argv[2]), progress=False, workers=int(sys.argv[3]))
 """
 
 

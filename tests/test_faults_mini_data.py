@@ -99,7 +99,10 @@ def test_bad_seed_or_scale_is_refused_before_any_work(tmp_path: Path, kw: dict) 
 
 # ------------------------------------------------------------------------------------------ mini build: temp folders
 _BUILD = """
-import sys, time
+import signal, sys, time
+# a terminal's foreground job: Ctrl-C raises KeyboardInterrupt (a background job, e.g. under `cmd &` in CI, inherits
+# SIGINT ignored, and so would every build the test starts)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from perlkit.mini import build
 real_write, written = build._write, [0]
 def slow_write(path, data):  # after 200 images, 20 ms an image: the test's signal lands mid-build even on a busy box

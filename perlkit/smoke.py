@@ -83,7 +83,7 @@ from perlkit.files import (
     provenance,
 )
 from perlkit.methods import list_methods
-from perlkit.profiles import get_profile
+from perlkit.profiles import RANDOM_WEIGHTS, get_profile
 
 SCHEMA = "perlkit-smoke-v1"
 DATA_VERSION = 1
@@ -554,7 +554,7 @@ def _record(settings: SmokeSettings, device: torch.device, profile: Any, session
         "device_name": device_name(device),
         "provenance": provenance(device),
         "model": settings.model,
-        "weights": "random" if settings.pretrained in (RANDOM_FILE, "random", "none") else settings.pretrained,
+        "weights": "random" if settings.pretrained in (RANDOM_FILE, *RANDOM_WEIGHTS) else settings.pretrained,
         "pretrained": profile.pretrained,
         "quick": settings.quick,
         "seconds": round(time.perf_counter() - wall, 1),

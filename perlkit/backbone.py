@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -35,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import CustomResidualAttentionBlock, ResidualAttentionBlock
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from perlkit.files import sha256_file
 
@@ -95,10 +93,8 @@ def _load_open_clip(model: str, pretrained: str | None, sha256: str | None) -> n
             if actual != sha256:
                 raise BackboneError(
                     f"checksum mismatch for {path}: expected sha256 {sha256}, found {actual}. The file is corrupt "
-                    "or from another version: restore it (the shipped mini CLIP: "
-                    "`git checkout -- data/mini/mini-clip.pt` in the perlkit checkout, or reinstall perlkit); "
-                    "retraining it (`perlkit mini pretrain --ship`, "
-                    "about 43 minutes) is the last resort."
+                    "or from another version: restore it from where it came (a shipped perlkit file: "
+                    "`git checkout -- <that path>` in the perlkit checkout, or reinstall perlkit)."
                 )
         pretrained = str(path)
     try:
@@ -240,7 +236,6 @@ class FrozenCLIP(nn.Module):
         for param in self.model.parameters():
             param.requires_grad_(False)
         self.model.eval()
-        self.use_checkpointing = False
         self._mask_cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
         self._tokenizer: Callable[[list[str]], torch.Tensor] | None = None
         self._weights_sha256: str | None = None
@@ -328,7 +323,7 @@ class FrozenCLIP(nn.Module):
     def embed(self, modality: str, x: torch.Tensor) -> EncodedTokens:
         """Input embeddings: patches + CLS + positions + ln_pre, or token + positional embeddings."""
         if modality == "vision":
-            hidden = self.model.visual._embeds(x)
+            hidden = self._vision_embeddings(x)
             readout = torch.zeros(hidden.shape[0], dtype=torch.long, device=hidden.device)
             return EncodedTokens(hidden, readout)
         eos = x.argmax(dim=-1)
@@ -337,6 +332,19 @@ class FrozenCLIP(nn.Module):
         cast = self._text.transformer.get_cast_dtype()
         hidden = self._text.token_embedding(ids).to(cast) + self._text.positional_embedding[:length].to(cast)
         return EncodedTokens(hidden, eos)
+
+    def _vision_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch embedding, CLS token, positions, patch dropout and ln_pre, from the tower's public modules.
+
+        The same steps as open_clip's ``VisionTransformer`` forward before its blocks (3.x keeps them in the private
+        ``_embeds``); spelled out here so no private API ties perlkit to one open_clip release.
+        """
+        visual = self.model.visual
+        x = visual.conv1(images)  # [N, width, grid, grid]
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # [N, grid**2, width]
+        cls = visual.class_embedding.view(1, 1, -1).expand(x.shape[0], -1, -1).to(x.dtype)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+        return visual.ln_pre(visual.patch_dropout(x))
 
     def causal_mask(self, length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Additive causal mask for a text sequence of any length (77 + k with k thought tokens)."""
@@ -350,14 +358,10 @@ class FrozenCLIP(nn.Module):
         """Run frozen blocks ``start..end-1`` on a (possibly token-augmented) sequence."""
         blocks = self.blocks(modality)
         end = len(blocks) if end is None else end
-        checkpointed = self.use_checkpointing and torch.is_grad_enabled()
         if all(_plain_block(block) for block in blocks[start:end]):  # every CLIP: batch first, SDPA directly
             causal = modality == "text"
             for block in blocks[start:end]:
-                if checkpointed:
-                    hidden = checkpoint(_block_forward, block, hidden, causal, use_reentrant=False)
-                else:
-                    hidden = _block_forward(block, hidden, causal)
+                hidden = _block_forward(block, hidden, causal)
             return hidden
         transformer = self.model.visual.transformer if modality == "vision" else self._text.transformer
         mask = None
@@ -366,29 +370,28 @@ class FrozenCLIP(nn.Module):
         if not transformer.batch_first:
             hidden = hidden.transpose(0, 1)
         for block in blocks[start:end]:
-            if checkpointed:
-                hidden = checkpoint(block, hidden, attn_mask=mask, use_reentrant=False)
-            else:
-                hidden = block(hidden, attn_mask=mask)
+            hidden = block(hidden, attn_mask=mask)
         if not transformer.batch_first:
             hidden = hidden.transpose(0, 1)
         return hidden
 
-    def run_to_readout(self, modality: str, hidden: torch.Tensor, start: int, index: torch.Tensor) -> torch.Tensor:
-        """Blocks ``start..L-1`` and the pooled state at ``index``; the last block computes only that position.
+    def refine(
+        self, modality: str, state: EncodedTokens, start: int, tokens: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """R_m: blocks ``start..L-1`` on a cached state (thought tokens ``[N, k, d]`` prepended), pooled at CLS/EOS.
 
-        Nothing but the readout leaves the last block, so its other query rows, their MLPs and output projections
-        are skipped: keys and values still come from every token (exact, and ~5/6 of the last block saved).
+        The one "run the upper blocks and read out" step of every method. Nothing but the readout leaves the last
+        block, so its other query rows, their MLPs and output projections are skipped: keys and values still come
+        from every token (exact, and ~5/6 of the last block saved). ``project`` maps the result into CLIP's space.
         """
+        shift = 0 if tokens is None else tokens.shape[1]
+        hidden, index = self.prepend(state.hidden, tokens), state.readout + shift
         blocks = self.blocks(modality)
         if start >= len(blocks):
             return self.readout(hidden, index)
-        last = blocks[-1]
-        if not _plain_block(last):
+        if not _plain_block(blocks[-1]):
             return self.readout(self.run_blocks(modality, hidden, start), index)
         hidden = self.run_blocks(modality, hidden, start, len(blocks) - 1)
-        if self.use_checkpointing and torch.is_grad_enabled():
-            return checkpoint(self._last_block_at, modality, hidden, index, use_reentrant=False)
         return self._last_block_at(modality, hidden, index)
 
     def _last_block_at(self, modality: str, hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -441,20 +444,11 @@ class FrozenCLIP(nn.Module):
             return out
         return proj(out) if isinstance(proj, nn.Linear) else out @ proj
 
-    def refine(
-        self, modality: str, state: EncodedTokens, tokens: torch.Tensor | None, split: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """R_m on the cached base output with thought tokens prepended: (pooled hidden h, projected embedding)."""
-        shift = 0 if tokens is None else tokens.shape[1]
-        pooled = self.run_to_readout(modality, self.prepend(state.hidden, tokens), split, state.readout + shift)
-        return pooled, self.project(modality, pooled)
-
     # ------------------------------------------------------------------ reference paths
     @torch.no_grad()
     def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Zero-shot embedding through the split path (K=0); equals open_clip's encode_image/encode_text."""
-        state = self.base(modality, x, 0)
-        return self.refine(modality, state, None, 0)[1]
+        return self.project(modality, self.refine(modality, self.base(modality, x, 0), 0))
 
 
 def create_backbone(
@@ -473,14 +467,6 @@ def create_backbone(
         torch.manual_seed(0)
         clip = _load_open_clip(model, pretrained, sha256)
     return FrozenCLIP(clip, model_name=model, pretrained=pretrained).to(device)
-
-
-def model_config(model: str) -> dict:
-    """The open_clip model config of a name, for provenance records."""
-    config = open_clip.get_model_config(model)
-    if config is None:
-        raise BackboneError(f"no model config for {model!r}")
-    return json.loads(json.dumps(config))
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

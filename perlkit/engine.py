@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 import perlkit
 from perlkit.files import atomic_write_bytes, git_commit
-from perlkit.methods.base import Classifier, ClassSet, Method
+from perlkit.methods.base import Classifier, ClassSet, Method, TrainOutput
 
 _log = logging.getLogger(__name__)
 
@@ -92,6 +92,15 @@ SCHEDULE_UNITS = ("step", "epoch")
 UNIFIED_OVERRIDES: dict[str, Any] = {"epochs": 1, "warmup_epochs": 0, "warmup_steps": None, "schedule_unit": "step"}
 
 
+PROTOCOLS = ("unified", "default")
+
+
+def check_protocol(protocol: str) -> None:
+    """Refuse a protocol name that is neither the paper's one-epoch protocol nor the methods' own recipes."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be 'unified' or 'default', got {protocol!r}")
+
+
 def recipe(
     method: Method | type[Method],
     protocol: str = "unified",
@@ -105,8 +114,7 @@ def recipe(
     configs) when a dataset is given. 'unified': the method's ``recipe`` with ``UNIFIED_OVERRIDES`` (one epoch, no
     warm-up, the lr changing every step, as perlkit has always run it). Explicit ``overrides`` come last.
     """
-    if protocol not in ("unified", "default"):
-        raise ValueError(f"protocol must be 'unified' or 'default', got {protocol!r}")
+    check_protocol(protocol)
     own = dict(method.recipe)
     if protocol == "unified":
         # the paper's fast-adaptation protocol: one epoch, 16 shots; each method keeps its own optimiser settings,
@@ -128,16 +136,14 @@ UNIFIED_CROP_SCALE: tuple[float, float] = (0.5, 1.0)
 def protocol_template(method: Method | type[Method], protocol: str, requested: str = "coop") -> str:
     """The prompt template kind of a run: the requested one (CoOp's, App. D) under 'unified', the method's own
     official prompts (``Method.own_template``) under 'default'."""
-    if protocol not in ("unified", "default"):
-        raise ValueError(f"protocol must be 'unified' or 'default', got {protocol!r}")
+    check_protocol(protocol)
     return method.own_template if protocol == "default" else requested
 
 
 def protocol_crop_scale(method: Method | type[Method], protocol: str) -> tuple[float, float]:
     """The ``RandomResizedCrop`` scale of a run: ``UNIFIED_CROP_SCALE`` under 'unified', the method's official one
     (``Method.crop_scale``) under 'default'."""
-    if protocol not in ("unified", "default"):
-        raise ValueError(f"protocol must be 'unified' or 'default', got {protocol!r}")
+    check_protocol(protocol)
     return tuple(method.crop_scale) if protocol == "default" else UNIFIED_CROP_SCALE
 
 
@@ -155,7 +161,9 @@ def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The recipe's optimiser over a method's trainable parameters (the one place optimisers are built)."""
+    params = [p for _, p in method.trainable_parameters()]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
@@ -188,6 +196,31 @@ class TrainHistory:
         return {"steps": self.steps, "seconds": self.seconds, "images": self.images}
 
 
+def train_step(
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: ClassSet,
+    *,
+    grad_clip: float = 0.0,
+) -> TrainOutput:
+    """One optimiser step (forward under autocast, backward, clipping, update): training and the bench share it.
+
+    A loss that no trainable parameter reaches is returned untouched, without a step; the caller decides.
+    """
+    with autocast_context(method.backbone.device):
+        out = method(images, labels, classes)
+    if not out.loss.requires_grad:
+        return out
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], grad_clip)
+    optimizer.step()
+    return out
+
+
 def train(
     method: Method,
     batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
@@ -204,7 +237,7 @@ def train(
         return history
     device = method.backbone.device
     seed_everything(cfg.seed)
-    optimizer = _optimizer(params, cfg)
+    optimizer = make_optimizer(method, cfg)
     steps_per_epoch = _len_or_none(batches(0))
     total = cfg.epochs * steps_per_epoch if steps_per_epoch else 0
     if cfg.max_steps:
@@ -221,16 +254,10 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images, labels = images.to(device), labels.to(device)
-            with autocast_context(device):
-                out = method(images, labels, classes)
+            out = train_step(method, optimizer, images, labels, classes, grad_clip=cfg.grad_clip)
             if not out.loss.requires_grad:  # nothing trainable reaches the loss: train nothing, as for zero-shot
                 fitting = _skip_training(method, desc, step)
                 break
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
             step += 1
             history.images += images.shape[0]
             history.steps.append({"step": step, "loss": out.loss.item(), "lr": lr, **out.terms})

@@ -19,7 +19,7 @@ def test_k0_equals_open_clip(fixture: str, request: pytest.FixtureRequest) -> No
         assert torch.allclose(backbone.encode("text", ids), backbone.model.encode_text(ids), atol=1e-5)
         for split in (0, 7, backbone.num_layers):
             state = backbone.base("vision", images, split)
-            _, emb = backbone.refine("vision", state, None, split)
+            emb = backbone.project("vision", backbone.refine("vision", state, split))
             assert torch.allclose(emb, backbone.model.encode_image(images), atol=1e-5)
 
 
@@ -33,9 +33,9 @@ def test_text_eos_attends_to_prepended_tokens(tiny_backbone: FrozenCLIP) -> None
     ids = tiny_backbone.tokenize(["a photo of a cat."])
     state = tiny_backbone.base("text", ids, 7)
     token = torch.randn(1, 1, tiny_backbone.width("text"), generator=torch.Generator().manual_seed(3))
-    _, first = tiny_backbone.refine("text", state, token, 7)
-    _, second = tiny_backbone.refine("text", state, token * 2.0, 7)
-    _, none = tiny_backbone.refine("text", state, None, 7)
+    first = tiny_backbone.refine("text", state, 7, token)
+    second = tiny_backbone.refine("text", state, 7, token * 2.0)
+    none = tiny_backbone.refine("text", state, 7)
     assert not torch.allclose(first, second)  # EOS sees the token, so changing it changes the embedding
     assert not torch.allclose(first, none)
 

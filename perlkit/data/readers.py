@@ -263,10 +263,19 @@ def _read_aircraft(key: str, spec: Spec, folder: Path) -> RawSplits:
     return RawSplits(classnames, out["train"], out["val"], out["test"])
 
 
-def _read_imagenet(key: str, spec: Spec, folder: Path) -> RawSplits:
+def _imagenet_family(key: str, spec: Spec, folder: Path, images: str | None = None) -> tuple[Path, dict, Path]:
+    """What every ImageNet-family layout shares: the classnames.txt file, its wnid -> name map, the image folder
+    (checked to exist when ``images`` names what it holds)."""
     names_file = folder / "classnames.txt"
-    wnids = read_classnames_txt(names_file, key)
     image_dir = folder / spec.image_dir
+    wnids = read_classnames_txt(names_file, key)
+    if images is not None:
+        _require_dir(image_dir, key, images)
+    return names_file, wnids, image_dir
+
+
+def _read_imagenet(key: str, spec: Spec, folder: Path) -> RawSplits:
+    names_file, wnids, image_dir = _imagenet_family(key, spec, folder)
     train_dir, val_dir = image_dir / "train", image_dir / "val"
     _require_dir(train_dir, key, "training images")
     _require_dir(val_dir, key, "validation images (used as the test set)")
@@ -277,10 +286,7 @@ def _read_imagenet(key: str, spec: Spec, folder: Path) -> RawSplits:
 
 
 def _read_imagenet_v2(key: str, spec: Spec, folder: Path) -> RawSplits:
-    names_file = folder / "classnames.txt"
-    wnids = read_classnames_txt(names_file, key)
-    image_dir = folder / spec.image_dir
-    _require_dir(image_dir, key, "image folder")
+    names_file, wnids, image_dir = _imagenet_family(key, spec, folder, "image folder")
     for sub in list_subdirs(image_dir):
         if not sub.isdigit() or int(sub) >= len(wnids):
             raise DatasetError(
@@ -296,19 +302,13 @@ def _read_imagenet_v2(key: str, spec: Spec, folder: Path) -> RawSplits:
 
 
 def _read_imagenet_sketch(key: str, spec: Spec, folder: Path) -> RawSplits:
-    names_file = folder / "classnames.txt"
-    wnids = read_classnames_txt(names_file, key)
-    image_dir = folder / spec.image_dir
-    _require_dir(image_dir, key, "image folder")
+    names_file, wnids, image_dir = _imagenet_family(key, spec, folder, "image folder")
     items = _read_class_folders(image_dir, {w: i for i, w in enumerate(wnids)}, names_file)
     return RawSplits(list(wnids.values()), [], [], items)
 
 
 def _read_imagenet_subset(key: str, spec: Spec, folder: Path) -> RawSplits:
-    names_file = folder / "classnames.txt"
-    wnids = read_classnames_txt(names_file, key)
-    image_dir = folder / spec.image_dir
-    _require_dir(image_dir, key, "image folder")
+    names_file, wnids, image_dir = _imagenet_family(key, spec, folder, "image folder")
     present = list_subdirs(image_dir)  # files such as README.txt are ignored, as CoOp does
     unknown = [w for w in present if w not in wnids]
     if unknown:

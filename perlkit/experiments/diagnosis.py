@@ -142,7 +142,7 @@ def thought_token_norms(method: Method, images: torch.Tensor, classes: ClassSet)
     for modality in method.active:
         x = images if modality == "vision" else classes.token_ids
         state = backbone.base(modality, x, split)
-        h0 = backbone.refine(modality, state, None, split)[0]
+        h0 = backbone.refine(modality, state, split)
         tokens: list[torch.Tensor] = []
         record = tokens.append
         hooks = [m.register_forward_hook(lambda _m, _a, out, record=record: record(out.detach()))
@@ -182,7 +182,7 @@ def embedding_shift(method: Method, loader, classes: ClassSet) -> dict[str, floa
         images = images.to(device)
         with autocast_context(device):
             state = backbone.base("vision", images, split)
-            h0 = backbone.refine("vision", state, None, split)[0]
+            h0 = backbone.refine("vision", state, split)
             hk = method.reason("vision", state, h0)[-1] if "vision" in method.active else h0
             v0, vk = backbone.project("vision", h0), backbone.project("vision", hk)
             logits = method.step_logits(images, texts)

@@ -232,3 +232,36 @@ class Method(nn.Module):
     def logits(self, images: torch.Tensor, classifier: Classifier) -> torch.Tensor:
         """Evaluation logits of a batch of images against a prepared classifier."""
         raise NotImplementedError
+
+
+class AdaptedEncoders(Method):
+    """Methods that adapt blocks of both encoders in place (MMA, R-MMA): one encode pass a modality, from a cached
+    frozen base up to ``first_adapted_block``, and one inference path for every target."""
+
+    def first_adapted_block(self) -> int:
+        """0-based index of the first block the method adapts; the frozen blocks below it run once, without grad."""
+        raise NotImplementedError
+
+    def encode(self, modality: str, state: EncodedTokens) -> torch.Tensor:
+        """The adapted blocks from ``first_adapted_block`` on, then CLIP's pooling and frozen projection."""
+        raise NotImplementedError
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Adapted image embeddings (not normalised)."""
+        with torch.no_grad():
+            state = self.backbone.base("vision", images, self.first_adapted_block())
+        return self.encode("vision", state)
+
+    def text_features(self, classes: ClassSet) -> torch.Tensor:
+        """Adapted class embeddings (not normalised) over the cached frozen text base."""
+        return self.encode("text", self.text_base(classes, self.first_adapted_block()))
+
+    @torch.no_grad()
+    def classifier(self, classes: ClassSet, target: str = "base") -> Classifier:
+        """Adapted class embeddings; independent of any image and the same for every target."""
+        return Classifier(normalize(self.text_features(classes)), target)
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor, classifier: Classifier) -> torch.Tensor:
+        """tau * cos(adapted image, adapted text)."""
+        return self.cosine_logits(self.image_features(images), classifier.text)

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perlkit.backbone import MODALITIES, EncodedTokens, FrozenCLIP, normalize
-from perlkit.methods.base import Classifier, ClassSet, Method, TrainOutput
+from perlkit.backbone import MODALITIES, EncodedTokens, FrozenCLIP
+from perlkit.methods.base import AdaptedEncoders, ClassSet, TrainOutput
 from perlkit.methods.registry import register_method
 
 
@@ -94,7 +94,7 @@ def _kaiming(module: nn.Module) -> nn.Module:
 
 
 @register_method("mma")
-class MMA(Method):
+class MMA(AdaptedEncoders):
     """Multi-modal adapters in blocks 5-12 of both encoders with a per-block shared projection."""
 
     Config = MMAConfig
@@ -162,7 +162,7 @@ class MMA(Method):
         y = y * scale
         return grad_scale(y, 1.0 / scale) if trick else y
 
-    def _encode(self, modality: str, state: EncodedTokens) -> torch.Tensor:
+    def encode(self, modality: str, state: EncodedTokens) -> torch.Tensor:
         """Adapted blocks from ``adapter_start`` on, then CLIP's pooling and frozen projection."""
         cfg = self.config
         blocks = self.backbone.blocks(modality)
@@ -174,27 +174,13 @@ class MMA(Method):
             hidden = out
         return self.backbone.project(modality, FrozenCLIP.readout(hidden, state.readout))
 
-    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            state = self.backbone.base("vision", images, self.config.adapter_start - 1)
-        return self._encode("vision", state)
-
-    def _text_features(self, classes: ClassSet) -> torch.Tensor:
-        return self._encode("text", self.text_base(classes, self.config.adapter_start - 1))
+    def first_adapted_block(self) -> int:
+        """The official ``adapter_start`` is 1-based."""
+        return self.config.adapter_start - 1
 
     # ----------------------------------------------------------------- calling convention
     def forward(self, images: torch.Tensor, labels: torch.Tensor, classes: ClassSet) -> TrainOutput:
         """Cross-entropy on tau * cos(image, text) with both encoders adapted."""
-        logits = self.cosine_logits(self._image_features(images), self._text_features(classes))
+        logits = self.cosine_logits(self.image_features(images), self.text_features(classes))
         loss = F.cross_entropy(logits, labels)
         return TrainOutput(loss, logits.detach(), {"ce": loss.item()})
-
-    @torch.no_grad()
-    def classifier(self, classes: ClassSet, target: str = "base") -> Classifier:
-        """Adapted class embeddings; MMA has one inference path for every target."""
-        return Classifier(normalize(self._text_features(classes)), target)
-
-    @torch.no_grad()
-    def logits(self, images: torch.Tensor, classifier: Classifier) -> torch.Tensor:
-        """tau * cos(adapted image, adapted text)."""
-        return self.cosine_logits(self._image_features(images), classifier.text)

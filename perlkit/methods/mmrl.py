@@ -72,6 +72,13 @@ MMRL_REG_WEIGHT: dict[str, float] = {
 TASKS = ("b2n", "few_shot", "cross")
 
 
+def official_dataset(dataset: str, task: str) -> str:
+    """The dataset whose official settings a run takes: ImageNet's for its test-only variants (checks the task)."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return "imagenet" if dataset.startswith("imagenet_") else dataset
+
+
 @dataclass
 class MMRLConfig:
     """MMRL's options; defaults are the official ``vit_b16.yaml``."""
@@ -194,7 +201,9 @@ class MMRL(Method):
         start = self.config.start_layer - 1
         with torch.no_grad():
             state = self.backbone.base("vision", images, start)
-            clip_feature = self.backbone.refine("vision", state, None, start)[1] if frozen else None
+            clip_feature = None
+            if frozen:
+                clip_feature = self.backbone.project("vision", self.backbone.refine("vision", state, start))
         hidden = self._run("vision", state.hidden)
         f_c = self.backbone.project("vision", hidden[:, 0])
         rep = self.backbone.model.visual.ln_post(hidden[:, 1 : 1 + self.config.n_tokens]).mean(dim=1)
@@ -248,13 +257,10 @@ class MMRL(Method):
     @classmethod
     def dataset_options(cls, dataset: str, task: str = "b2n") -> dict:
         """Per-dataset lambda (and EuroSAT's d_r = 2048) of ``trainers/config.py``; cross-dataset training: 0.2."""
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        dataset = official_dataset(dataset, task)
         if task == "cross":
             # one model trained on ImageNet with lambda 0.2 and d_r 512 (the test script forces 512 for every target)
             return {"reg_weight": 0.2, "rep_dim": 512}
-        if dataset.startswith("imagenet_"):  # test-only variants are served by the ImageNet model
-            dataset = "imagenet"
         options: dict[str, Any] = {}
         if dataset in MMRL_REG_WEIGHT:
             options["reg_weight"] = MMRL_REG_WEIGHT[dataset]

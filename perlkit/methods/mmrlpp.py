@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perlkit.methods.mmrl import MMRL, TASKS, MMRLConfig
+from perlkit.methods.mmrl import MMRL, MMRLConfig, official_dataset
 from perlkit.methods.registry import register_method
 
 #: perlkit dataset key -> (beta, lambda) of MMRL++ for base-to-novel and few-shot (``trainers/config.py``)
@@ -171,11 +171,9 @@ class MMRLpp(MMRL):
     @classmethod
     def dataset_options(cls, dataset: str, task: str = "b2n") -> dict:
         """Per-dataset beta and lambda (B2N and few-shot); cross-dataset training on ImageNet: beta 0.9, lambda 0.1."""
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        key = official_dataset(dataset, task)
         if task == "cross":
             return {"beta": 0.9, "reg_weight": 0.1}
-        key = "imagenet" if dataset.startswith("imagenet_") else dataset  # variants use the ImageNet model
         if key not in MMRLPP_SETTINGS:
             return {}
         beta, reg = MMRLPP_SETTINGS[key]

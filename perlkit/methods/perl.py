@@ -135,8 +135,11 @@ class PERL(Method):
         n_step = max(cfg.steps, 1) if cfg.step_specific else 1
         return self.projectors[modality][d * n_step + s]
 
-    def _run_with_tokens(self, modality: str, state: EncodedTokens, tokens: Sequence[list[torch.Tensor]]):
-        """One pass of R_m with the tokens of each depth prepended when the sequence reaches that depth."""
+    def _refine_at_depths(
+        self, modality: str, state: EncodedTokens, tokens: Sequence[list[torch.Tensor]]
+    ) -> torch.Tensor:
+        """One pass of R_m (``FrozenCLIP.refine``) with the tokens of each depth prepended where the sequence
+        reaches that depth; with one depth this is ``refine`` with all tokens so far."""
         depths = self.config.depths
         hidden, shift = state.hidden, 0
         for i, depth in enumerate(depths):
@@ -145,7 +148,7 @@ class PERL(Method):
                 hidden = FrozenCLIP.prepend(hidden, stacked)
                 shift += stacked.shape[1]
             if i + 1 == len(depths):  # only the readout position leaves the last block
-                return self.backbone.run_to_readout(modality, hidden, depth, state.readout + shift)
+                return self.backbone.refine(modality, EncodedTokens(hidden, state.readout + shift), depth)
             hidden = self.backbone.run_blocks(modality, hidden, depth, depths[i + 1])
         raise AssertionError("unreachable: depths is never empty")
 
@@ -161,7 +164,7 @@ class PERL(Method):
             source = h.detach() if self.config.detach_steps else h
             for i in range(len(self.config.depths)):
                 tokens[i].append(self.projector(modality, i, k)(source))
-            h = self._run_with_tokens(modality, state, tokens)
+            h = self._refine_at_depths(modality, state, tokens)
             states.append(h)
         return states
 
@@ -171,7 +174,7 @@ class PERL(Method):
         split = self.config.depths[0]
         with torch.no_grad():
             state = self.backbone.base(modality, x, split)
-            h0 = self.backbone.refine(modality, state, None, split)[0]
+            h0 = self.backbone.refine(modality, state, split)
         return state, h0
 
     def _text_zeroshot_state(self, classes: ClassSet) -> tuple[EncodedTokens, torch.Tensor]:

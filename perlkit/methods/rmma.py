@@ -56,8 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perlkit.backbone import MODALITIES, EncodedTokens, FrozenCLIP, normalize
-from perlkit.methods.base import Classifier, ClassSet, Method, TrainOutput
+from perlkit.backbone import MODALITIES, EncodedTokens, FrozenCLIP
+from perlkit.methods.base import AdaptedEncoders, ClassSet, TrainOutput
 from perlkit.methods.registry import register_method
 
 
@@ -84,7 +84,7 @@ def _per_modality(make: Any, widths: dict[str, int]) -> nn.ModuleDict:
 
 
 @register_method("rmma")
-class RMMA(Method):
+class RMMA(AdaptedEncoders):
     """One recurrent adapter shared across blocks 5-12 of both encoders (reconstruction; see module docstring)."""
 
     Config = RMMAConfig
@@ -158,7 +158,7 @@ class RMMA(Method):
         residual = self.up[modality](F.relu(self.down[modality](n) + latent.unsqueeze(1)))
         return frozen_out + self.config.alpha * residual, latent
 
-    def _encode(self, modality: str, state: EncodedTokens) -> torch.Tensor:
+    def encode(self, modality: str, state: EncodedTokens) -> torch.Tensor:
         """Frozen blocks with the shared adapter after each adapted one, then CLIP's pooling and projection."""
         cfg = self.config
         hidden = state.hidden
@@ -174,29 +174,15 @@ class RMMA(Method):
                 hidden, latent = self.step(modality, hidden, latent, state.readout, valid)
         return self.backbone.project(modality, FrozenCLIP.readout(hidden, state.readout))
 
-    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            state = self.backbone.base("vision", images, self.config.start_layer - 1)
-        return self._encode("vision", state)
-
-    def _text_features(self, classes: ClassSet) -> torch.Tensor:
-        return self._encode("text", self.text_base(classes, self.config.start_layer - 1))
+    def first_adapted_block(self) -> int:
+        """The official ``start_layer`` is 1-based."""
+        return self.config.start_layer - 1
 
     # ----------------------------------------------------------------- calling convention
     def forward(self, images: torch.Tensor, labels: torch.Tensor, classes: ClassSet) -> TrainOutput:
         """CE over class prompts with CLIP's temperature plus lambda * L_sep."""
-        logits = self.cosine_logits(self._image_features(images), self._text_features(classes))
+        logits = self.cosine_logits(self.image_features(images), self.text_features(classes))
         ce = F.cross_entropy(logits, labels)
         sep = self.separation_loss()
         loss = ce + self.config.sep_weight * sep
         return TrainOutput(loss, logits.detach(), {"ce": ce.item(), "sep": sep.item()})
-
-    @torch.no_grad()
-    def classifier(self, classes: ClassSet, target: str = "base") -> Classifier:
-        """Adapted class embeddings (independent of any image); one inference path for every target."""
-        return Classifier(normalize(self._text_features(classes)), target)
-
-    @torch.no_grad()
-    def logits(self, images: torch.Tensor, classifier: Classifier) -> torch.Tensor:
-        """tau * cos(adapted image, adapted text)."""
-        return self.cosine_logits(self._image_features(images), classifier.text)

@@ -59,13 +59,23 @@ class Profile:
         slug = re.sub(r"[^A-Za-z0-9.]+", "-", self.model).strip("-")
         return f"{self.name}-{slug}-{hashlib.sha1(identity.encode()).hexdigest()[:8]}"
 
+    def data_identity(self) -> str:
+        """What identifies the data a result was computed on, beyond its dataset name: the mini world's fingerprint
+        for the world perlkit builds itself, nothing for real benchmarks (fixed by their CoOp split files)."""
+        if self.name == "mini" and self.data_root is None:
+            from perlkit.mini.build import world_fingerprint
+
+            return world_fingerprint()
+        return ""
+
     def backbone(self) -> FrozenCLIP:
         """The frozen CLIP of this profile, on its device (the shipped mini weights are checked first, so a damaged
         file is answered with how to restore it)."""
         if self.name == "mini" and self.sha256 is not None:
             from perlkit.mini.weights import verify_mini_weights
 
-            verify_mini_weights(self.pretrained)
+            verify_mini_weights(self.pretrained)  # hashes the file once and says how to restore it
+            return create_backbone(self.model, self.pretrained, device=self.device)
         return create_backbone(self.model, self.pretrained, sha256=self.sha256, device=self.device)
 
     def resolve_data_root(self) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -220,8 +221,9 @@ class Session:
         return rows
 
     def fingerprint(self, spec: RunSpec) -> dict[str, str]:
-        """What decides the run's numbers besides its spec: the code computing it and the backbone's weights."""
-        return run_fingerprint(spec.method, self.backbone.weights_sha256())
+        """What decides the run's numbers besides its spec: the code computing it, the backbone's weights and the
+        identity of data perlkit built itself."""
+        return run_fingerprint(spec.method, self.backbone.weights_sha256(), self.profile.data_identity())
 
     def stored(self, spec: RunSpec) -> dict[str, Any] | None:
         """The run's stored result if it is current (made by this code on these weights), else None."""
@@ -338,33 +340,94 @@ def step_metrics(logits_per_step: list[torch.Tensor], labels: torch.Tensor) -> l
 
 def reasoning_dynamics(session: Session, spec: RunSpec) -> pd.DataFrame:
     """Per-step metrics of a trained PERL on base and novel test sets (trains it if no checkpoint is cached)."""
-    from perlkit.engine import load_checkpoint
-
     if spec.method != "perl":
         raise ValueError("reasoning dynamics are defined for PERL only")
-    ckpt = session.store.find_checkpoint(spec)
-    if ckpt is None:
-        session.base_to_novel(spec, recompute=True)
-        ckpt = session.store.checkpoint_path(spec)
-    method = session.build(spec)
-    load_checkpoint(method, ckpt)
-    method.eval()
+    method = trained_method(session, spec)
     few = sample_fewshot(session.dataset(spec.dataset), spec.shots, spec.seed)
     rows = []
     for subset in ("base", "novel"):
-        splits = subsample_classes(few, subset)
-        texts = method.step_classifiers(session.classes(method, splits, spec.template))
-        loader = make_loader(splits.test, build_transform(session.backbone.image_size, train=False),
-                             session.profile.eval_batch_size, shuffle=False)
-        all_logits: list[list[torch.Tensor]] = []
-        labels = []
-        for images, y in loader:
-            all_logits.append([t.cpu() for t in method.step_logits(images.to(method.backbone.device), texts)])
-            labels.append(y)
-        per_step = [torch.cat([batch[k] for batch in all_logits]) for k in range(len(all_logits[0]))]
-        for row in step_metrics(per_step, torch.cat(labels)):
+        per_step, labels = step_logits_on_test_set(session, method, subsample_classes(few, subset), spec.template)
+        for row in step_metrics(per_step, labels):
             rows.append({"dataset": spec.dataset, "subset": subset, **row})
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- trained models, looked inside
+def trained_method(session: Session, spec: RunSpec) -> Method:
+    """A base-to-novel run's trained model from its checkpoint, trained first (into the user's cache) when no
+    checkpoint is stored: the repository ships only a few, and a result alone cannot be looked inside."""
+    from perlkit.engine import load_checkpoint
+
+    checkpoint = session.store.find_checkpoint(spec)
+    if checkpoint is None:
+        session.base_to_novel(spec, recompute=True)
+        checkpoint = session.store.checkpoint_path(spec)
+    method = session.build(spec)
+    load_checkpoint(method, checkpoint)
+    return method.eval()
+
+
+def _test_loader(session: Session, splits: DatasetSplits):  # noqa: ANN202 - a DataLoader
+    return make_loader(splits.test, build_transform(session.backbone.image_size, train=False),
+                       session.profile.eval_batch_size, shuffle=False, num_workers=session.profile.num_workers)
+
+
+@torch.no_grad()
+def step_logits_on_test_set(
+    session: Session, method: Method, splits: DatasetSplits, template: str = "coop"
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """A reasoning method's logits at every step (0 = zero-shot .. K) on a split's test images, with their labels:
+    what the per-step metrics and the one-image explorer are computed from."""
+    texts = method.step_classifiers(session.classes(method, splits, template))
+    batches, labels = [], []
+    for images, y in _test_loader(session, splits):
+        batches.append([t.cpu() for t in method.step_logits(images.to(method.backbone.device), texts)])
+        labels.append(y)
+    return [torch.cat([batch[k] for batch in batches]) for k in range(len(batches[0]))], torch.cat(labels)
+
+
+@torch.no_grad()
+def logits_on_test_set(
+    session: Session, method: Method, splits: DatasetSplits, target: str, template: str = "coop"
+) -> torch.Tensor:
+    """A method's logits on a split's test images (one row an image), to compare two models prediction by
+    prediction where ``evaluate`` keeps only the accuracy."""
+    classifier = method.classifier(session.classes(method, splits, template), target)
+    return torch.cat([method.logits(images.to(method.backbone.device), classifier).cpu()
+                      for images, _ in _test_loader(session, splits)])
+
+
+@dataclass
+class ZeroshotComparison:
+    """How far a trained run's model moved: its weights from their start, its test logits from zero-shot CLIP's."""
+
+    result: dict[str, Any]  # the run's stored result
+    trained: Method
+    weight_change: float  # ||theta - theta_0|| / ||theta_0|| over every trainable parameter
+    predictions: pd.DataFrame  # per test set (base, novel): images, differing predictions, logit changes
+
+
+def compare_with_zeroshot(session: Session, spec: RunSpec) -> ZeroshotComparison:
+    """A trained base-to-novel run against its own start and zero-shot CLIP (CoOp prompts) on both test sets, for a
+    method whose accuracy equals zero-shot CLIP's: did it train at all, and how far do its predictions move?"""
+    trained = trained_method(session, spec)
+    initial = session.build(spec)  # seeded as the run was: its start
+    with torch.no_grad():
+        pairs = zip(initial.trainable_parameters(), trained.trainable_parameters(), strict=True)
+        moved = sum((p1 - p0).pow(2).sum() for (_, p0), (_, p1) in pairs).sqrt()
+        size = sum(p.pow(2).sum() for _, p in initial.trainable_parameters()).sqrt()
+    zero_shot = build_method("zeroshot", session.backbone)
+    few = sample_fewshot(session.dataset(spec.dataset), spec.shots, spec.seed)
+    rows = []
+    for target in ("base", "novel"):
+        split = subsample_classes(few, target)
+        ours, theirs = (logits_on_test_set(session, model, split, target) for model in (trained, zero_shot))
+        rows.append({"test set": target, "images": len(ours),
+                     "predictions that differ": int((ours.argmax(1) != theirs.argmax(1)).sum()),
+                     "largest logit change": float((ours - theirs).abs().max()),
+                     "largest zero-shot logit": float(theirs.abs().max())})
+    return ZeroshotComparison(session.base_to_novel(spec), trained, float(moved / size),
+                              pd.DataFrame(rows).set_index("test set"))
 
 
 def confidence_interval(values: Sequence[float]) -> float:

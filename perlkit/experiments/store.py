@@ -83,10 +83,12 @@ def _method_code(method: str) -> str:
     return files.code_fingerprint([*(files.PACKAGE_ROOT / m for m in NUMERIC_MODULES), *own])
 
 
-def run_fingerprint(method: str, weights_sha256: str) -> dict[str, str]:
+def run_fingerprint(method: str, weights_sha256: str, data: str = "") -> dict[str, str]:
     """What decides a run's numbers besides its spec: the code of the modules that compute it (syntax only, see
-    ``files.code_fingerprint``) and the frozen weights. A stored result with another fingerprint is stale."""
-    return {"code": _method_code(method), "weights_sha256": weights_sha256}
+    ``files.code_fingerprint``), the frozen weights and, where perlkit makes the data itself, the data's identity
+    (``Profile.data_identity``). A stored result with another fingerprint is stale."""
+    fingerprint = {"code": _method_code(method), "weights_sha256": weights_sha256}
+    return {**fingerprint, "data": data} if data else fingerprint
 
 
 class ResultStore:

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from perlkit.data.registry import SPECS
-from perlkit.files import cache_root
+from perlkit.files import cache_root, code_fingerprint
 from perlkit.mini.world import BENCHMARKS, WORLD_VERSION, Bench, bench_concepts_cached, render_bench_image
 
 SPLITS = ("train", "val", "test")
@@ -27,6 +27,14 @@ MARKER = "BUILD_COMPLETE"
 
 class MiniWorldError(ValueError):
     """The mini world cannot be built as asked (a folder holding other files, a bad seed or scale): says what to do."""
+
+
+def world_fingerprint() -> str:
+    """What decides the default mini world's pixels: the renderer and world code (syntax only) and the world version
+    (bumped with any change to how ``build_mini_world`` writes files). Results on that world carry it, so a new world
+    makes them stale."""
+    code = code_fingerprint([Path(__file__).with_name("world.py"), Path(__file__).with_name("render.py")])
+    return f"mini-world-{WORLD_VERSION}-{code[:16]}"
 
 
 def default_mini_root() -> Path:

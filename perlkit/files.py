@@ -16,6 +16,9 @@ import importlib.resources
 import json
 import os
 import platform
+import re
+import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -215,3 +218,51 @@ def output_root(out: str | None, ship: bool, shipped: Path) -> Path | None:
         require_checkout(f"data/{shipped.name}")
         return shipped
     return Path(out) if out else None
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def temp_sibling(root: Path, kind: str) -> Path:
+    """A build's own temp folder next to root: ``.<name>.<kind>-<host>-<pid>`` (kind: tmp while building, old while
+    replacing), so that a later build can tell a dead build's leftovers from a live one's, even on a shared disk.
+
+    Folders perlkit writes whole (the mini world, the smoke data root) are built here and renamed into place."""
+    return root.parent / f".{root.name}.{kind}-{_host()}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temps(root: Path) -> list[Path]:
+    """Delete temp folders that killed builds of root left behind (this host's, whose process is gone); return them.
+
+    Only names of perlkit's own pattern are touched (``.<name>.tmp-<host>-<pid>``, ``.<name>.old-<host>-<pid>`` and
+    the older ``.<name>.tmp-<pid>``); a folder of a live process or of another host is left alone.
+    """
+    pattern = re.compile(rf"^\.{re.escape(root.name)}\.(?:tmp|old)-(?:(?P<host>.+)-)?(?P<pid>\d+)$")
+    removed: list[Path] = []
+    try:
+        siblings = list(root.parent.iterdir())
+    except OSError:
+        return removed
+    for path in siblings:
+        m = pattern.match(path.name)
+        if m is None or not path.is_dir() or path.is_symlink():
+            continue
+        if m["host"] not in (None, _host()):
+            continue
+        pid = int(m["pid"])
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed

@@ -55,7 +55,6 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Sequence
@@ -81,6 +80,8 @@ from perlkit.files import (
     device_name,
     output_root,
     provenance,
+    remove_stale_temps,
+    temp_sibling,
 )
 from perlkit.methods import list_methods
 from perlkit.profiles import RANDOM_WEIGHTS, get_profile
@@ -302,7 +303,9 @@ def build_data_root(
     plan = plan_data_root(shapes)
     pool = _jpeg_pool()
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    remove_stale_temps(root)  # what killed smoke builds left behind
+    tmp = temp_sibling(root, "tmp")
+    tmp.mkdir()
     try:
         for folder in sorted({str(Path(rel).parent) for rel in (*plan.images, *plan.meta)}):
             (tmp / folder).mkdir(parents=True, exist_ok=True)
@@ -323,7 +326,6 @@ def build_data_root(
                 bar.update(done)
         bar.close()
         (tmp / MARKER).write_text(json.dumps({"config": _data_config(shapes), "files": len(items)}, indent=1) + "\n")
-        tmp.chmod(0o755)  # mkdtemp's folder is private; the root is an ordinary folder
         try:
             os.replace(tmp, root)  # onto a missing or empty folder
         except OSError:

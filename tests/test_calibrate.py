@@ -1,4 +1,4 @@
-"""`perlkit mini calibrate` (issue 13): zero-shot vs 16-shot linear probe on frozen features, beside the real bars."""
+"""`perlkit mini calibrate`: zero-shot vs 16-shot linear probe on frozen features, beside the real bars."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from test_data_world import make_world
 
 from perlkit.cli import main
 from perlkit.experiments import ResultStore, RunSpec, Session
-from perlkit.mini import calibrate as cal
+from perlkit.experiments import calibration as cal
 from perlkit.profiles import Profile
 
 DATASETS = ["eurosat", "oxford_pets", "imagenet"]

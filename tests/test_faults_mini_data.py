@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from perlkit import files
 from perlkit.cli import main as perlkit_main
 from perlkit.data import DatasetError, load_dataset
 from perlkit.data.check import check_dataset
@@ -179,7 +180,7 @@ def test_only_dead_local_temps_are_removed(tmp_path: Path) -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    host = B._host()
+    host = files._host()
     try:
         names = {
             f".mini.tmp-{host}-{dead.pid}": False,  # a killed build on this machine: removed
@@ -193,7 +194,7 @@ def test_only_dead_local_temps_are_removed(tmp_path: Path) -> None:
         for name in names:
             (tmp_path / name).mkdir()
             (tmp_path / name / "f").write_text("x")
-        removed = B.remove_stale_temps(root)
+        removed = files.remove_stale_temps(root)
         assert sorted(p.name for p in removed) == sorted(n for n, keep in names.items() if not keep)
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, keep in names.items() if keep)
     finally:

@@ -1,4 +1,4 @@
-"""Why does PERL gain so little where a linear probe finds room? (issue 13 point 3)
+"""Why does PERL gain so little where a linear probe finds room?
 
 ``diagnose_perl`` trains one base-to-novel PERL run exactly as ``Session.base_to_novel`` does (``Session.fit``: the
 same recipe, prompts, crop, loader seeds and training loop) and watches it without changing a number:

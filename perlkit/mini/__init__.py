@@ -1,4 +1,4 @@
-"""The perlkit mini world: synthetic CoOp-layout benchmarks and a small CLIP pretrained on them (issue 5)."""
+"""The perlkit mini world: synthetic CoOp-layout benchmarks and a small CLIP pretrained on them."""
 
 from perlkit.mini.build import build_mini_world, default_mini_root, ensure_mini_world
 from perlkit.mini.weights import MINI_MODEL, expected_sha256, mini_weights_path, verify_mini_weights

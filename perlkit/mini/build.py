@@ -9,16 +9,14 @@ import math
 import multiprocessing as mp
 import numbers
 import os
-import re
 import shutil
 import signal
-import socket
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from perlkit.data.registry import SPECS
-from perlkit.files import cache_root, code_fingerprint
+from perlkit.files import cache_root, code_fingerprint, remove_stale_temps, temp_sibling
 from perlkit.mini.world import BENCHMARKS, WORLD_VERSION, Bench, bench_concepts_cached, render_bench_image
 
 SPLITS = ("train", "val", "test")
@@ -241,52 +239,6 @@ def check_config(seed: int, scale: float) -> tuple[int, float]:
     return int(seed), scale if isinstance(scale, int | float) else float(scale)
 
 
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
-
-
-def _temp_sibling(root: Path, kind: str) -> Path:
-    """A build's own temp folder next to root: ``.<name>.<kind>-<host>-<pid>`` (kind: tmp while building, old while
-    replacing), so that a later build can tell a dead build's leftovers from a live one's, even on a shared disk."""
-    return root.parent / f".{root.name}.{kind}-{_host()}-{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def remove_stale_temps(root: Path) -> list[Path]:
-    """Delete temp folders that killed builds of root left behind (this host's, whose process is gone); return them.
-
-    Only names of perlkit's own pattern are touched (``.<name>.tmp-<host>-<pid>``, ``.<name>.old-<host>-<pid>`` and
-    the older ``.<name>.tmp-<pid>``); a folder of a live process or of another host is left alone.
-    """
-    pattern = re.compile(rf"^\.{re.escape(root.name)}\.(?:tmp|old)-(?:(?P<host>.+)-)?(?P<pid>\d+)$")
-    removed: list[Path] = []
-    try:
-        siblings = list(root.parent.iterdir())
-    except OSError:
-        return removed
-    for path in siblings:
-        m = pattern.match(path.name)
-        if m is None or not path.is_dir() or path.is_symlink():
-            continue
-        if m["host"] not in (None, _host()):
-            continue
-        pid = int(m["pid"])
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    return removed
-
-
 def _install(tmp: Path, root: Path, seed: int, scale: float) -> None:
     """Move a finished build into place; a former perlkit world is moved into a temp sibling first, then deleted."""
     if is_complete(root, seed, scale):  # another process finished the same build meanwhile
@@ -295,7 +247,7 @@ def _install(tmp: Path, root: Path, seed: int, scale: float) -> None:
     check_replaceable(root)  # again: something may have been put there while rendering
     old = None
     if root.is_dir() and any(root.iterdir()):
-        old = _temp_sibling(root, "old")
+        old = temp_sibling(root, "old")
         os.replace(root, old)
     os.replace(tmp, root)
     if old is not None:
@@ -326,7 +278,7 @@ def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = T
         return root
     check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(root, "tmp")
+    tmp = temp_sibling(root, "tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()

@@ -39,8 +39,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from perlkit.data import B2N_DATASETS
+    from perlkit.experiments.calibration import bars_table, calibrate, calibration_table
     from perlkit.experiments.protocols import Session
-    from perlkit.mini.calibrate import bars_table, calibrate, calibration_table
     from perlkit.profiles import get_profile
 
     session = Session(get_profile(args.profile, data_root=args.data_root), progress=True)

@@ -1,4 +1,4 @@
-"""`perlkit mini calibrate`: does the frozen mini CLIP leave few-shot room where the real benchmarks do (issue 13)?
+"""`perlkit mini calibrate`: does the frozen mini CLIP leave few-shot room where the real benchmarks do?
 
 Few-shot methods can only move class prototypes toward what the frozen image encoder already separates. The gap
 between zero-shot CLIP and a 16-shot linear probe on frozen image features measures that room; the real ViT-B/16
@@ -12,7 +12,8 @@ this module measures, on any profile (the mini one by default):
 * the headroom (probe minus zero-shot, base classes) and one epoch's optimiser steps at PERL's batch size;
 
 and sets them beside the real benchmark: ViT-B/16 zero-shot base accuracy (PERL Table 5, ``data/reported``) and the
-real one-epoch steps (base classes x 16 shots / batch). ``calibration_summary`` checks the bars of issue 13 point 2.
+real one-epoch steps (base classes x 16 shots / batch). ``calibration_summary`` checks the bars a calibrated
+mini world must meet (``*_BAR`` below).
 Only the frozen model is measured here, never a method: the world is calibrated on what CLIP can do.
 
 Frozen image embeddings are deterministic, so they are cached under the user cache (``calibration/``), keyed by the
@@ -28,7 +29,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
@@ -48,17 +49,18 @@ from perlkit.data import (
     sample_fewshot,
     subsample_classes,
 )
+from perlkit.engine import autocast_context, recipe
+from perlkit.experiments.protocols import Session
 from perlkit.files import atomic_write_bytes, cache_root
-
-if TYPE_CHECKING:
-    from perlkit.experiments.protocols import Session
+from perlkit.methods import build_method, get_method_class
+from perlkit.reported import reported_b2n
 
 SHOTS = 16
 SEED = 1
 #: weight decays (on the mean cross-entropy, ``wd/2 * ||W||^2``) the probe chooses from on the validation shots
 WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 FEATURE_FORMAT = "perlkit-frozen-features/1"
-#: the bars of issue 13 point 2 (headroom, difficulty profile, training budget)
+#: the bars a calibrated mini world must meet (headroom, difficulty profile, training budget)
 HEADROOM_MEAN_BAR = 10.0
 HEADROOM_EACH_BAR = 5.0
 HEADROOM_COUNT_BAR = 7
@@ -66,14 +68,13 @@ ZEROSHOT_GAP_BAR = 20.0
 ZEROSHOT_COUNT_BAR = 9
 SPEARMAN_BAR = 0.7
 STEPS_FACTOR_BAR = 1.5
-#: datasets the training-budget bar lets stay smaller than the real one, said beside the number (issue 13)
+#: datasets the training-budget bar lets stay smaller than the real one, said beside the number
 STEPS_EXEMPT: tuple[str, ...] = ("imagenet",)
 
 
 # ----------------------------------------------------------------------------------------------- real benchmarks
 def real_zeroshot_base() -> dict[str, float]:
     """Real ViT-B/16 zero-shot base accuracy per dataset: the CLIP row of PERL's Table 5 (= Table 1's cells)."""
-    from perlkit.reported import reported_b2n
 
     rows = reported_b2n("unified_1epoch")
     clip = rows[(rows["method"] == "CLIP") & (rows["dataset"] != "average")]
@@ -82,8 +83,6 @@ def real_zeroshot_base() -> dict[str, float]:
 
 def perl_batch_size() -> int:
     """PERL's batch size (App. A), read from its recipe: one epoch's steps are training images / this."""
-    from perlkit.engine import recipe
-    from perlkit.methods import get_method_class
 
     return recipe(get_method_class("perl"), "unified").batch_size
 
@@ -122,7 +121,6 @@ def frozen_image_features(
     session: Session, dataset: str, root: str, items: Sequence[Datum], progress: bool = True
 ) -> torch.Tensor:
     """CLIP image embeddings (projected, not normalised, float32, CPU) of ``items`` in order, cached on disk."""
-    from perlkit.engine import autocast_context
 
     path = feature_cache_path(session, dataset, root, items)
     if path.is_file():
@@ -265,7 +263,6 @@ def _labels(items: Sequence[Datum]) -> torch.Tensor:
 
 def _zeroshot_accuracy(session: Session, splits: DatasetSplits, features: torch.Tensor, template: str) -> float:
     """Zero-shot CLIP top-1 of cached embeddings: the zero-shot method's prompts and classifier, cosine argmax."""
-    from perlkit.methods import build_method
 
     method = build_method("zeroshot", session.backbone)
     text = method.classifier(session.classes(method, splits, template)).text.float().cpu()
@@ -273,7 +270,7 @@ def _zeroshot_accuracy(session: Session, splits: DatasetSplits, features: torch.
 
 
 #: the code that decides a calibration row besides the frozen embeddings: a cached row made by other code is redone
-ROW_CODE = ("mini/calibrate.py", "data/fewshot.py", "data/prompts.py", "data/registry.py", "methods/base.py",
+ROW_CODE = ("experiments/calibration.py", "data/fewshot.py", "data/prompts.py", "data/registry.py", "methods/base.py",
             "methods/zeroshot.py", "backbone.py", "engine.py", "methods/perl.py")
 
 
@@ -347,7 +344,7 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def calibration_summary(rows: Sequence[Calibration]) -> dict[str, Any]:
-    """Each bar of issue 13 point 2 that the frozen model decides, with its value and pass/fail."""
+    """Each bar of a calibrated world that the frozen model decides, with its value and pass/fail."""
     n = len(rows)
     headrooms = [r.headroom for r in rows]
     mean_headroom = sum(headrooms) / n if n else 0.0
@@ -392,8 +389,7 @@ def calibrate(
     session: Session | None = None, datasets: Sequence[str] = B2N_DATASETS, shots: int = SHOTS, seed: int = SEED,
     template: str = "coop", progress: bool = True,
 ) -> dict[str, Any]:
-    """The whole calibration report: per benchmark rows and the issue's bars (JSON-ready)."""
-    from perlkit.experiments.protocols import Session
+    """The whole calibration report: per benchmark rows and the bars (JSON-ready)."""
 
     names = [canonical_name(d) for d in datasets]
     unknown = [d for d in names if d not in B2N_DATASETS]
@@ -434,7 +430,7 @@ def calibration_table(report: dict[str, Any]) -> pd.DataFrame:
 
 
 def bars_table(report: dict[str, Any]) -> pd.DataFrame:
-    """The issue's bars as rows: what is required, the measured value and pass/fail."""
+    """The bars as rows: what is required, the measured value and pass/fail."""
     rows = []
     for name, bar in report["summary"].items():
         if name == "all_pass":

@@ -10,6 +10,7 @@ import torch
 from perlkit import bench
 from perlkit.backbone import FrozenCLIP
 from perlkit.bench import BenchSettings, MethodSpec, count_block_evaluations, resolve_methods, run_bench
+from perlkit.bench import run as bench_run
 from perlkit.cli import main
 from perlkit.methods import build_method
 
@@ -54,14 +55,14 @@ def test_perl_block_count_is_the_cost_model(tiny_backbone: FrozenCLIP, split: in
 
 
 def test_run_bench_record_has_the_documented_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_build = bench.build_method
+    real_build = bench_run.build_method
 
     def build(name: str, backbone: FrozenCLIP, **options: object):
         if name == "mma":
             raise RuntimeError("broken on purpose")
         return real_build(name, backbone, **options)
 
-    monkeypatch.setattr(bench, "build_method", build)
+    monkeypatch.setattr(bench_run, "build_method", build)
     result = run_bench("mini", ["zeroshot", "perl-k4", "perl-k1", "mma"], model="tiny-clip", settings=TINY,
                        progress=False)
     for key in ("schema", "created", "git_commit", "torch_version", "device", "device_name", "profile", "model",
@@ -87,6 +88,14 @@ def test_run_bench_record_has_the_documented_keys(monkeypatch: pytest.MonkeyPatc
     assert set(runs) == {"unchunked", "chunk4"}
     assert all(r["error"] is None and r["peak_rss_mb"] > 0 for r in runs.values())
     json.dumps(result)  # plain data throughout
+    assert bench.BenchRecord.from_json(result).to_json() == result  # the typed record holds exactly what is written
+    shipped = json.loads((bench.BENCH_DIR / "mini-cpu.json").read_text())  # written before the typed record
+    assert set(result) == set(shipped) | {"host_cpus"}  # the same keys, plus files.provenance's CPU count
+    assert set(result["settings"]) == set(shipped["settings"])
+    assert set(result["methods"]["perl"]) == set(shipped["methods"]["perl"])
+    assert set(result["methods"]["perl"]["block_evaluations"]) == set(shipped["methods"]["perl"]["block_evaluations"])
+    assert set(result["memory_1000_classes"]) == set(shipped["memory_1000_classes"])
+    assert set(runs["chunk4"]) == set(shipped["memory_1000_classes"]["runs"]["chunk100"])
 
 
 def test_cli_quick_json_on_the_tiny_model(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

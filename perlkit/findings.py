@@ -1,0 +1,286 @@
+"""The paper's claims checked on executed results: each claim of ``claims.csv``, its counterpart computed from runs,
+a 95% interval and a verdict, so that no page types a conclusion.
+
+A claim's counterpart is a difference (PERL minus a rival or zero-shot), a gap to a threshold, or PERL's margin
+over the best other method. Intervals come from the runs themselves:
+
+* several seeds: the mean over seeds and a t-interval on the per-seed values (seed-to-seed variation);
+* one seed: test-set sampling alone, a binomial standard error per accuracy (``sqrt(p (1 - p) / n)``), propagated
+  through HM (delta method) and averages; methods are treated as independent, which overstates the noise of a
+  difference on the same test images, so a one-seed interval is conservative. It says nothing about seed variation.
+
+Verdicts: ``holds`` (the interval lies on the claim's side), ``contradicted`` (it lies on the other side), ``not
+seen`` (it straddles the claim's boundary: inside the noise), ``not tested`` (the claim concerns a method or a
+measurement this harness does not have; the reason is given).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from perlkit.data import DG_TARGETS, XD_TARGETS
+from perlkit.reported import load_reported
+
+HOLDS, NOT_SEEN, CONTRADICTED, NOT_TESTED = "holds", "not seen", "contradicted", "not tested"
+#: two-sided 95% quantiles of Student's t for 1..9 degrees of freedom, then the normal one
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+_Z95 = 1.96
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number with its standard error (per-seed values kept, so several seeds can give a t-interval)."""
+
+    value: float
+    se: float
+    per_seed: tuple[float, ...] = ()
+
+    @property
+    def half_width(self) -> float:
+        """Half the 95% interval: t over seeds when there are several, else the normal one on ``se``."""
+        if len(self.per_seed) > 1:
+            n = len(self.per_seed)
+            return _T95.get(n - 1, _Z95) * statistics.stdev(self.per_seed) / math.sqrt(n)
+        return _Z95 * self.se
+
+    @property
+    def low(self) -> float:
+        return self.value - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.value + self.half_width
+
+    def __sub__(self, other: Estimate) -> Estimate:
+        paired = len(self.per_seed) == len(other.per_seed) > 1
+        seeds = tuple(a - b for a, b in zip(self.per_seed, other.per_seed, strict=True)) if paired else ()
+        return Estimate(self.value - other.value, math.hypot(self.se, other.se), seeds)
+
+
+def accuracy(percent: float, n: int) -> Estimate:
+    """An accuracy (in %) on ``n`` test images, with its binomial standard error."""
+    p = percent / 100.0
+    return Estimate(percent, 100.0 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
+
+
+def harmonic_mean(base: Estimate, novel: Estimate) -> Estimate:
+    """HM of base and novel accuracy; its standard error by the delta method."""
+    b, n = base.value, novel.value
+    if b + n <= 0:
+        return Estimate(0.0, 0.0)
+    d_b, d_n = 2 * n * n / (b + n) ** 2, 2 * b * b / (b + n) ** 2
+    return Estimate(2 * b * n / (b + n), math.hypot(d_b * base.se, d_n * novel.se))
+
+
+def mean(estimates: Sequence[Estimate]) -> Estimate:
+    """The average of independent estimates (datasets)."""
+    k = len(estimates)
+    return Estimate(sum(e.value for e in estimates) / k, math.sqrt(sum(e.se**2 for e in estimates)) / k)
+
+
+def over_seeds(estimates: Sequence[Estimate]) -> Estimate:
+    """One estimate from the same quantity under several seeds: their mean; the interval then comes from the seeds."""
+    if len(estimates) == 1:
+        return estimates[0]
+    values = tuple(e.value for e in estimates)
+    return Estimate(statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values)), values)
+
+
+# ---------------------------------------------------------------------------------------------- measures
+def b2n_measure(result: Mapping) -> dict[str, Estimate]:
+    """Base, novel and HM of one base-to-novel result, with their test-set errors."""
+    metrics, counts = result["metrics"], result["counts"]
+    base = accuracy(metrics["base"], counts["base_test"])
+    novel = accuracy(metrics["novel"], counts["novel_test"])
+    return {"base": base, "novel": novel, "hm": harmonic_mean(base, novel)}
+
+
+#: the target averages of an ImageNet-trained model, as ``Session.imagenet_transfer`` computes them
+TRANSFER_AVERAGES: dict[str, tuple[str, ...]] = {"xd_average": XD_TARGETS, "dg_average": DG_TARGETS}
+
+
+def transfer_measure(result: Mapping, targets: Mapping[str, Sequence[str]] = TRANSFER_AVERAGES) -> dict[str, Estimate]:
+    """Per-target accuracy of an ImageNet-trained model and its target averages (``targets`` maps each average
+    name to the datasets it averages)."""
+    metrics, counts = result["metrics"], result["counts"]
+    out = {name: accuracy(value, counts[f"{name}_test"]) for name, value in metrics.items()
+           if f"{name}_test" in counts}
+    for average, names in targets.items():
+        out[average] = mean([out[n] for n in names])
+    return out
+
+
+class Results:
+    """Executed results of one profile, indexed for claims: base-to-novel by (method, dataset), transfer by method,
+    each over the seeds present."""
+
+    def __init__(self, results: Iterable[Mapping], targets: Mapping[str, Sequence[str]] = TRANSFER_AVERAGES) -> None:
+        self.b2n: dict[tuple[str, str], list[dict[str, Estimate]]] = {}
+        self.transfer: dict[str, list[dict[str, Estimate]]] = {}
+        for r in results:
+            spec = r["spec"]
+            if spec.get("options"):  # ablation runs are not the method as published
+                continue
+            if spec["kind"] == "b2n":
+                self.b2n.setdefault((spec["method"], spec["dataset"]), []).append(b2n_measure(r))
+            elif spec["kind"] == "imagenet_transfer":
+                self.transfer.setdefault(spec["method"], []).append(transfer_measure(r, targets))
+
+    def methods(self) -> list[str]:
+        return sorted({m for m, _ in self.b2n} | set(self.transfer))
+
+    def b2n_value(self, method: str, metric: str, dataset: str | None = None) -> Estimate | None:
+        """One dataset's base/novel/HM, or the mean over the datasets every method has, over seeds."""
+        datasets = [dataset] if dataset else self._common_datasets()
+        seeds = [self.b2n.get((method, d)) for d in datasets]
+        if not datasets or any(s is None for s in seeds) or len({len(s) for s in seeds}) != 1:
+            return None
+        per_seed = [mean([runs[i][metric] for runs in seeds]) for i in range(len(seeds[0]))]
+        return over_seeds(per_seed)
+
+    def transfer_value(self, method: str, metric: str) -> Estimate | None:
+        runs = self.transfer.get(method)
+        if not runs or any(metric not in r for r in runs):
+            return None
+        return over_seeds([r[metric] for r in runs])
+
+    def _common_datasets(self) -> list[str]:
+        by_method: dict[str, set[str]] = {}
+        for method, dataset in self.b2n:
+            by_method.setdefault(method, set()).add(dataset)
+        return sorted(set.intersection(*by_method.values())) if by_method else []
+
+
+# ---------------------------------------------------------------------------------------------- claims
+@dataclass(frozen=True)
+class Claim:
+    """How one paper claim is checked: a "PERL minus something" measure and the bound the claim puts on it (0 for
+    "PERL gains over" and "PERL is highest"; -X for "within X points of" and "at most X below the best")."""
+
+    measure: str  # what the executed number is, in words
+    value: Callable[[Results], Estimate | None] | None  # None: not tested here
+    bound: float = 0.0
+    reason: str = ""  # why a claim is not tested
+    part_of: str = ""  # a claim id whose row already checks this sentence
+
+
+Getter = Callable[[Results, str], "Estimate | None"]
+
+
+def _versus(get: Getter, rival: str) -> Callable[[Results], Estimate | None]:
+    """PERL minus a named method (zero-shot CLIP or a rival)."""
+    def value(results: Results) -> Estimate | None:
+        a, b = get(results, "perl"), get(results, rival)
+        return None if a is None or b is None else a - b
+    return value
+
+
+def _versus_best(get: Getter) -> Callable[[Results], Estimate | None]:
+    """PERL minus the best other method (negative: a rival is ahead)."""
+    def value(results: Results) -> Estimate | None:
+        mine = get(results, "perl")
+        others = [e for m in results.methods() if m != "perl" and (e := get(results, m)) is not None]
+        return None if mine is None or not others else mine - max(others, key=lambda e: e.value)
+    return value
+
+
+def _b2n(metric: str, dataset: str | None = None) -> Getter:
+    return lambda results, method: results.b2n_value(method, metric, dataset)
+
+
+def _transfer(metric: str) -> Getter:
+    return lambda results, method: results.transfer_value(method, metric)
+
+
+_NOT_IN_HARNESS = "compares with {}, which this harness does not run"
+_ARCHITECTURE = "a parameter count of the ViT-B/16 methods, exact and shown in the comparison chapter"
+
+
+def _best_gap(dataset: str, name: str) -> Claim:
+    return Claim(f"PERL − best other method on {name}; the claim: above −1", _versus_best(_transfer(dataset)), -1.0)
+
+
+CLAIMS: dict[str, Claim] = {
+    "t1_avg_hm": Claim("PERL − zero-shot HM, mean over the base-to-novel datasets", _versus(_b2n("hm"), "zeroshot")),
+    "t1_novel_perl": Claim("PERL − best other method, novel accuracy (mean)", _versus_best(_b2n("novel"))),
+    "t1_novel_mma": Claim("", None, part_of="t1_novel_perl"),
+    "t1_gap_mma": Claim("PERL − MMA HM (mean); the claim: above −0.44", _versus(_b2n("hm"), "mma"), -0.44),
+    "t1_gap_promptsrc": Claim("", None, reason=_NOT_IN_HARNESS.format("PromptSRC")),
+    "t1_ratio_mma": Claim("", None, reason=_ARCHITECTURE),
+    "t1_ratio_promptsrc": Claim("", None, reason=_ARCHITECTURE),
+    "t5_dtd_novel": Claim("PERL − best other method, DTD novel accuracy", _versus_best(_b2n("novel", "dtd"))),
+    "t5_eurosat_novel": Claim("PERL − best other method, EuroSAT novel accuracy",
+                              _versus_best(_b2n("novel", "eurosat"))),
+    "t2_gap_maple": Claim("", None, reason=_NOT_IN_HARNESS.format("MaPLe")),
+    "t2_ratio_maple": Claim("", None, reason=_ARCHITECTURE),
+    "t2_gap_mmrlpp": Claim("PERL − MMRL++, cross-dataset target average; the claim: above −2",
+                           _versus(_transfer("xd_average"), "mmrlpp"), -2.0),
+    "t2_ratio_mmrlpp": Claim("", None, reason=_ARCHITECTURE),
+    "t8_gain_over_clip": Claim("PERL − zero-shot, ImageNet-variant average", _versus(_transfer("dg_average"),
+                                                                                      "zeroshot")),
+    "t8_gap_v2": _best_gap("imagenet_v2", "ImageNet-V2"),
+    "t8_gap_sketch": _best_gap("imagenet_sketch", "ImageNet-Sketch"),
+    "t8_gap_a": _best_gap("imagenet_a", "ImageNet-A"),
+    "t8_gap_r": _best_gap("imagenet_r", "ImageNet-R"),
+    "t8_source_target_gap_perl": Claim("", None, reason=_NOT_IN_HARNESS.format("CoOp and PromptSRC")),
+    "t8_source_target_gap_coop": Claim("", None, part_of="t8_source_target_gap_perl"),
+    "t8_source_target_gap_promptsrc": Claim("", None, part_of="t8_source_target_gap_perl"),
+    "fig1_ratio_mmrl": Claim("", None, reason=_ARCHITECTURE),
+    "fig1_novel_gain_mmrl": Claim("PERL − MMRL novel accuracy (mean)", _versus(_b2n("novel"), "mmrl")),
+    "limitations_cost": Claim("", None, reason="a cost model; measured in the efficiency chapter (perlkit bench)"),
+}
+
+
+def verdict(claim: Claim, estimate: Estimate | None) -> str:
+    """Holds / contradicted / not seen (inside the noise) from where the interval lies against the claim's bound."""
+    if claim.value is None:
+        return NOT_TESTED
+    if estimate is None:
+        return "no result"
+    return HOLDS if estimate.low > claim.bound else CONTRADICTED if estimate.high < claim.bound else NOT_SEEN
+
+
+def findings_table(results: Iterable[Mapping], chapter: str | None = None) -> pd.DataFrame:
+    """Every claim of ``claims.csv`` (or those of one chapter: its ``where`` prefix, e.g. "§4 (Table 1)"), the
+    paper's number, the executed counterpart with its 95% interval, and the verdict."""
+    claims = load_reported("claims")
+    indexed = Results(results)
+    seeds = sorted({len(v) for v in (*indexed.b2n.values(), *indexed.transfer.values())})
+    rows = []
+    for row in claims.itertuples():
+        if chapter is not None and not str(row.where).startswith(chapter):
+            continue
+        claim = CLAIMS.get(row.id, Claim("", None, reason="no counterpart defined"))
+        if claim.part_of:
+            continue
+        estimate = claim.value(indexed) if claim.value else None
+        rows.append({
+            "claim": row.claim, "paper": row.value, "where": row.where,
+            "measured here": claim.measure or "—",
+            "value": None if estimate is None else round(estimate.value, 2),
+            "95% interval": "" if estimate is None else f"[{estimate.low:.2f}, {estimate.high:.2f}]",
+            "verdict": verdict(claim, estimate),
+            "why not tested": claim.reason,
+        })
+    table = pd.DataFrame(rows)
+    table.attrs["seeds"] = seeds
+    return table
+
+
+def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
+    """How many claims fall under each verdict (for a one-line conclusion)."""
+    return {k: int(v) for k, v in table["verdict"].value_counts().items()}
+
+
+def interval_note(table: pd.DataFrame) -> str:
+    """What the intervals of a findings table rest on, in one sentence."""
+    seeds = table.attrs.get("seeds", [])
+    if seeds and min(seeds) > 1:
+        return f"95% t-intervals over {min(seeds)} seeds."
+    return ("95% intervals from test-set sampling alone (one seed; binomial errors, methods treated as independent, "
+            "so conservative); seed-to-seed variation is not in them.")

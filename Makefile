@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.perlkit-installed
-CHAPTERS := $(sort $(wildcard book/[0-9]*.ipynb))
+CHAPTERS := book/index.ipynb $(sort $(wildcard book/[0-9]*.ipynb))
+# require.js and the ipywidgets HTML manager, from npm, served by the site itself (_config.yml: html_extra_path)
+OFFLINE_JS := _build/offline-js
 
-.PHONY: install book chapters html test unit nbval lint dist results bench smoke gpu clean
+.PHONY: install book chapters html check-html test unit nbval lint dist results bench smoke gpu clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +22,16 @@ book: install chapters html
 chapters: install
 	$(BIN)/python -m perlkit.book execute $(CHAPTERS)
 
-html: install
+html: install $(OFFLINE_JS)/.installed
 	$(BIN)/jupyter-book build . -W -n --keep-going
+
+$(OFFLINE_JS)/.installed: perlkit/offline_js.py | $(STAMP)
+	$(BIN)/python -m perlkit.offline_js $(OFFLINE_JS)
+
+## make check-html: open every page of _build/html (make html first) in Debian's headless Chromium, offline, at 1280
+## and 390 px; fail on console errors, missing assets, unrendered math or widgets, overflow; screenshots in _build/screens
+check-html: install
+	$(BIN)/python -m perlkit.htmlcheck _build/html --screens _build/screens
 
 ## make test: install, lint, unit tests, then nbval over the executed chapters
 test: install lint unit nbval

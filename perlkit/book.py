@@ -245,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("chapters", nargs="*")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     args = parser.parse_args(argv)
-    chapters = args.chapters or sorted(str(p) for p in BOOK_DIR.glob("[0-9]*.ipynb"))
+    chapters = args.chapters or [str(BOOK_DIR / "index.ipynb"), *sorted(str(p) for p in BOOK_DIR.glob("[0-9]*.ipynb"))]
     if not chapters:
         print("no chapters found in book/", file=sys.stderr)
         return 1

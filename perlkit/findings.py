@@ -23,7 +23,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from perlkit.data import DG_TARGETS, XD_TARGETS
+from perlkit.data import B2N_DATASETS, DG_TARGETS, XD_TARGETS
+from perlkit.experiments import Session, b2n_specs, transfer_specs
+from perlkit.methods import list_methods
+from perlkit.report import ShippedGrid, shipped_grid
 from perlkit.reported import load_reported
 
 HOLDS, NOT_SEEN, CONTRADICTED, NOT_TESTED = "holds", "not seen", "contradicted", "not tested"
@@ -277,6 +280,16 @@ def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return {k: int(v) for k, v in table["verdict"].value_counts().items()}
 
 
+def conclusion(table: pd.DataFrame, profile: str = "mini") -> str:
+    """The page's conclusion in one sentence, counted from the verdicts (never typed)."""
+    counts = verdict_counts(table)
+    checked = len(table) - counts.get(NOT_TESTED, 0)
+    parts = [f"{counts.get(v, 0)} {v}" for v in (HOLDS, NOT_SEEN, CONTRADICTED, "no result") if counts.get(v, 0)]
+    return (f"On the {profile} profile, {checked} of the paper's {len(table)} claims have an executed counterpart: "
+            f"{', '.join(parts) or 'none'}; {counts.get(NOT_TESTED, 0)} are not tested here (other methods, parameter "
+            "counts or cost models, each with its reason).")
+
+
 def interval_note(table: pd.DataFrame) -> str:
     """What the intervals of a findings table rest on, in one sentence."""
     seeds = table.attrs.get("seeds", [])
@@ -284,3 +297,18 @@ def interval_note(table: pd.DataFrame) -> str:
         return f"95% t-intervals over {min(seeds)} seeds."
     return ("95% intervals from test-set sampling alone (one seed; binomial errors, methods treated as independent, "
             "so conservative); seed-to-seed variation is not in them.")
+
+
+def executed_grid(session: Session, seeds: Sequence[int] = (1,)) -> ShippedGrid:
+    """The runs the claims are checked on: base-to-novel on every dataset and the ImageNet-trained models, for
+    every method under the one-epoch protocol, as stored (current fingerprints only; nothing is trained here)."""
+    methods, profile = list_methods(), session.profile.name
+    specs = [*b2n_specs(methods, B2N_DATASETS, seeds, profile=profile), *transfer_specs(methods, seeds, profile)]
+    return shipped_grid(session, specs)
+
+
+def executed_findings(session: Session, seeds: Sequence[int] = (1,),
+                      chapter: str | None = None) -> tuple[pd.DataFrame, ShippedGrid]:
+    """``findings_table`` on ``executed_grid``: the claims table a page shows, and the grid it rests on."""
+    grid = executed_grid(session, seeds)
+    return findings_table(grid.results, chapter), grid

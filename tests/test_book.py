@@ -25,7 +25,7 @@ SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 def toc_notebooks() -> list[Path]:
     """Every ``.ipynb`` chapter named in ``_toc.yml`` (markdown pages excluded)."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]]
+    files = [toc["root"], *(chapter["file"] for part in toc["parts"] for chapter in part["chapters"])]
     return [ROOT / f"{name}.ipynb" for name in files if not (ROOT / f"{name}.md").is_file()]
 
 
@@ -39,7 +39,7 @@ def code_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
 def test_toc_chapters_exist() -> None:
     missing = [str(path.relative_to(ROOT)) for path in CHAPTERS if not path.is_file()]
     assert not missing, f"chapters listed in _toc.yml but missing: {missing}"
-    assert (ROOT / "book" / "index.md").is_file()
+    assert (ROOT / "book" / "index.ipynb").is_file(), "the landing page is an executed notebook (findings at a glance)"
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)

@@ -201,3 +201,30 @@ def test_local_processes_get_their_own_gpus(monkeypatch) -> None:
     executors._start_local(submission)
     assert calls == [{"gpus_per_node": 2, "visible_gpus": [0, 1]}, {"gpus_per_node": 2, "visible_gpus": [2, 3]}]
     assert len(submission.jobs) == 2 and submission.queued == [[GRID[2]]]
+
+
+def test_interrupting_a_local_wait_cancels_its_worker_processes() -> None:
+    """Ctrl-C (or SIGTERM) of `perlkit results --executor local` must not leave orphaned workers writing results."""
+    import os
+    import signal
+    import types
+
+    from perlkit.experiments import executors as ex
+
+    class FakeJob:
+        cancelled = False
+
+        def cancel(self, check: bool = True) -> None:
+            self.cancelled = True
+
+    jobs = [FakeJob(), FakeJob()]
+    submission = ex.Submission(plan=types.SimpleNamespace(executor="local"), jobs=jobs, queued=[["chunk"]])
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), ex._cancel_local_on_interrupt(submission):
+        os.kill(os.getpid(), signal.SIGTERM)  # what `kill <pid>` of the waiting process does
+    assert all(job.cancelled for job in jobs) and submission.queued == []
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+    slurm = ex.Submission(plan=types.SimpleNamespace(executor="slurm"), jobs=[FakeJob()])
+    with pytest.raises(KeyboardInterrupt), ex._cancel_local_on_interrupt(slurm):
+        raise KeyboardInterrupt
+    assert not slurm.jobs[0].cancelled  # cluster jobs outlive the submitting shell, as SLURM users expect

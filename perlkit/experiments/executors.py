@@ -12,13 +12,16 @@ the same command run again submits exactly the runs still missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -543,19 +546,44 @@ def _last_error(err: BaseException) -> str:
     return lines[-1].strip() if lines else type(err).__name__
 
 
+@contextlib.contextmanager
+def _cancel_local_on_interrupt(submission: Submission) -> Iterator[None]:
+    """Ctrl-C or a kill (SIGTERM) of the waiting process stops its local worker processes too: they would otherwise
+    run on, orphaned, and keep writing results (each one's finished runs stay stored; a new call resumes)."""
+    local = submission.plan.executor == "local"
+    previous = None
+    if local and threading.current_thread() is threading.main_thread():
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    except BaseException:
+        if local:
+            submission.queued.clear()
+            for job in submission.jobs:
+                with contextlib.suppress(Exception):
+                    job.cancel(check=False)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def wait_grid(submission: Submission, poll_s: float = 0.5) -> GridRun:
     """Wait for every task (local: starting queued chunks as processes free up), then read each submitted run's
     state back from the store: what counts is what the store holds, not what a task said."""
     plan = submission.plan
-    while submission.queued:
-        time.sleep(poll_s)
-        _start_local(submission)
     errors = []
-    for job in submission.jobs:
-        try:
-            job.result()
-        except Exception as err:  # noqa: BLE001 - a failed task is reported with its log, the others are collected
-            errors.append(f"task {job.job_id}: {_last_error(err)} (log {job.paths.stderr})")
+    with _cancel_local_on_interrupt(submission):
+        while submission.queued:
+            time.sleep(poll_s)
+            _start_local(submission)
+        for job in submission.jobs:
+            try:
+                job.result()
+            except Exception as err:  # noqa: BLE001 - a failed task is reported with its log, the others collected
+                errors.append(f"task {job.job_id}: {_last_error(err)} (log {job.paths.stderr})")
     weights = plan.session.backbone.weights_sha256() if plan.session else None
     data = plan.session.profile.data_identity() if plan.session else None
     states = Counter(run_state(plan.store, spec, weights, data) for spec in plan.pending)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from perlkit.bench.record import BENCH_DIR  # the measured rates of the estimate: bench and smoke records
 from perlkit.data import DG_TARGETS, PUBLISHED_COUNTS, XD_TARGETS, Expected
 from perlkit.data.registry import EXPECTED_FILE
 from perlkit.engine import recipe
@@ -39,7 +40,7 @@ from perlkit.experiments.sweeps import (
     run_state,
     sweep_serially,
 )
-from perlkit.files import REPO_DATA, cache_root
+from perlkit.files import cache_root
 from perlkit.methods import get_method_class
 from perlkit.profiles import Profile
 
@@ -48,8 +49,6 @@ EXECUTORS = ("serial", "local", "slurm")
 MAX_ARRAY_TASKS = 1000
 #: runs per SLURM task by default: a task loads the model once, then amortises it over a few runs
 DEFAULT_SLURM_CHUNK = 4
-#: where the measured rates of the estimate come from (``perlkit bench`` / ``perlkit smoke`` records, shipped)
-BENCH_DIR = REPO_DATA / "bench"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from perlkit.data import DISPLAY_NAMES
+from perlkit.experiments.ablations import ablation_order
 from perlkit.experiments.store import device_label
 
 # ================================================================================================================
@@ -17,6 +19,11 @@ from perlkit.experiments.store import device_label
 
 #: the three base-to-novel metrics, in the order and with the names the paper's figures use
 B2N_METRICS: dict[str, str] = {"base": "Base", "novel": "Novel", "hm": "HM"}
+#: readable names for the rows and columns of the comparison's tables: datasets, the averages, the metrics
+TABLE_LABELS: dict[str, str] = {
+    **DISPLAY_NAMES, "average": "average", "xd_average": "cross-dataset average", "dg_average": "DG average",
+    **B2N_METRICS,
+}
 
 
 def metric_panels(
@@ -59,6 +66,18 @@ def metric_panels(
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(labels), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def ablation_figure(
+    kind: str, panels: Sequence[tuple[str, pd.DataFrame]], x_label: str, style: str = "line"
+) -> plt.Figure | None:
+    """``metric_panels`` for one ablation, its values in the paper's order (``ablation_order``); with no source to
+    show (no live values, no precomputed grid, nothing reported) it says so instead of failing."""
+    if not panels:
+        print("nothing to plot: no live values and no precomputed grid for this ablation")
+        return None
+    values = [v for _, frame in panels for v in frame["value"].astype(str)]
+    return metric_panels(panels, x_label, kind=style, order=ablation_order(kind, values))
 
 
 def _long_metrics(frame: pd.DataFrame) -> pd.DataFrame:
@@ -366,6 +385,16 @@ def accuracy_panels(panels: Sequence[tuple[str, pd.DataFrame]], height: float = 
     return fig
 
 
+def transfer_panel(frame: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame:
+    """One panel of ``accuracy_panels`` from tidy transfer rows (executed or reported): only ``datasets``, in their
+    order, with the book's dataset and method names."""
+    datasets = list(datasets)
+    frame = frame[frame["dataset"].isin(datasets)].copy()
+    frame["rank"] = frame["dataset"].map(datasets.index)
+    frame = frame.sort_values("rank", kind="stable")
+    return frame.assign(dataset=frame["dataset"].map(display_name), method=frame["method"].map(method_label))
+
+
 def transfer_wide(frame: pd.DataFrame, datasets: Sequence[str], methods: Sequence[str] | None = None,
                   average: str | None = None) -> pd.DataFrame:
     """Accuracy per method (rows) and dataset (columns, display names), averaged over seeds, as the paper prints.
@@ -464,10 +493,18 @@ def note_box(text: str, title: str = "Profile") -> object:
                 f"<p>{html.escape(text)}</p></div>")
 
 
-#: how the book names methods in tables and legends
+#: how the book names methods in tables and legends: perlkit's registry names and the reported tables' names
+#: (``CLIP`` there is zero-shot CLIP; the rivals' reported names are already their labels)
 METHOD_LABELS: dict[str, str] = {
-    "zeroshot": "zero-shot CLIP", "perl": "PERL", "CLIP": "zero-shot CLIP", "PERL": "PERL",
+    "zeroshot": "zero-shot CLIP", "perl": "PERL", "mmrl": "MMRL", "mmrlpp": "MMRL++", "mma": "MMA", "rmma": "R-MMA",
+    "CLIP": "zero-shot CLIP", "PERL": "PERL",
 }
+
+
+def method_label(name: str) -> str:
+    """A method's name in tables and legends (``METHOD_LABELS``), the name itself when it has no entry, so that
+    executed (registry names) and reported (paper names) rows meet under one label."""
+    return METHOD_LABELS.get(name, name)
 
 
 def b2n_wide(frame: pd.DataFrame, methods: Sequence[str] | None = None, delta: str | None = None) -> pd.DataFrame:

@@ -1,27 +1,41 @@
-"""What the chapters show that is not a result itself: each method's recipe under both protocols, and which committed
-results of a grid are current.
+"""What the chapters show that is not a result itself: each method's recipe under both protocols, which committed
+results of a grid are current, the labels that name a profile and its runs, and the tables and notes chapters build
+from results and the reported numbers (so a chapter cell is a call, a table and a figure, and this code has tests).
 
-The tables are computed from the code that trains (``Method.recipe``, ``dataset_recipe``, ``own_template``,
+The recipe tables are computed from the code that trains (``Method.recipe``, ``dataset_recipe``, ``own_template``,
 ``crop_scale``, ``perlkit.engine.recipe``), never restated, so they cannot drift from what the runs do; the sources
 are the official configs each method cites in ``Method.recipe_sources``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
-from perlkit.data.registry import B2N_DATASETS, SINGLE_TEMPLATE
+from perlkit import plots
+from perlkit.backbone import FrozenCLIP
+from perlkit.data.registry import B2N_DATASETS, DG_TARGETS, SINGLE_TEMPLATE, XD_TARGETS
 from perlkit.engine import TrainConfig, protocol_crop_scale, protocol_template, recipe
-from perlkit.experiments import RunSpec, Session
-from perlkit.methods import Method, get_method_class
+from perlkit.experiments import RunSpec, Session, ZeroshotComparison, ablation_order, ablation_specs, ablation_summary
+from perlkit.methods import Method, build_method, get_method_class
+from perlkit.methods.perl import PERL_VARIANTS, PERLConfig
+from perlkit.mini.weights import MINI_MODEL
+from perlkit.profiles import Profile, get_profile
+from perlkit.reported import load_reported, reported_b2n
 
 __all__ = [
-    "RECIPE_SETTINGS", "UNIFIED_SOURCE", "ShippedGrid", "recipe_sources", "recipe_table", "shipped_grid",
-    "unified_overrides",
+    "MODEL_LABELS", "RECIPE_SETTINGS", "REPORTED_TABLES", "UNIFIED_SOURCE", "ShippedGrid", "StepExample",
+    "ablation_average", "ablation_sources", "ablation_table", "default_config_note", "fig3a_consistency",
+    "hm_consistency", "hm_params_points", "live_label", "mma_adapter_note", "model_label", "official_param_counts",
+    "paper_headline", "param_budget", "parameter_table", "perl_param_counts", "precomputed_ablations",
+    "precomputed_note", "profile_label", "recipe_sources", "recipe_table", "reported_ablation", "reported_b2n_average",
+    "reported_hm_params_points", "reported_param_labels", "reported_transfer", "shipped_grid", "source_titles",
+    "step_example", "trainable_params", "transfer_by_target", "unified_overrides", "variant_params", "variant_table",
 ]
 
 #: the settings a rival's official scripts distinguish: label -> (key in ``recipe_sources``, dataset, task)
@@ -138,6 +152,431 @@ def unified_overrides(methods: Iterable[str]) -> dict[str, str]:
     return notes
 
 
+# ================================================================================================================
+# Labels: what a printed line, a table column or a figure title calls the profile, its model and the live runs
+# ================================================================================================================
+#: open_clip model names as the book prints them
+MODEL_LABELS: dict[str, str] = {MINI_MODEL: "mini CLIP", "ViT-B-16": "ViT-B/16"}
+
+
+def _profile(profile: Profile | str) -> Profile:
+    return get_profile(profile) if isinstance(profile, str) else profile
+
+
+def profile_label(profile: Profile | str) -> str:
+    """'mini profile' or 'paper profile', read from the profile a chapter runs (its ``profile`` parameter), so a
+    label never names the mini world on a paper execution."""
+    return f"{_profile(profile).name} profile"
+
+
+def model_label(profile: Profile | str) -> str:
+    """The frozen CLIP a profile runs as tables and titles name it ('mini CLIP', 'ViT-B/16', else open_clip's name)."""
+    model = _profile(profile).model
+    return MODEL_LABELS.get(model, model)
+
+
+def live_label(datasets: Sequence[str], seeds: Sequence[int]) -> str:
+    """Which live runs a panel or a column shows: 'dtd, eurosat; seeds 1, 2'."""
+    return f"{', '.join(datasets)}; seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def source_titles(profile: Profile | str, datasets: Sequence[str], seeds: Sequence[int]) -> tuple[str, str]:
+    """Titles of the two executed sources shown beside the paper's numbers: this execution's live runs and the
+    precomputed grid (every base-to-novel dataset), each named by its profile."""
+    name = _profile(profile).name
+    return f"{name} ({live_label(datasets, seeds)})", f"{name}, {len(B2N_DATASETS)} datasets (precomputed)"
+
+
+def trainable_params(backbone: FrozenCLIP, method: str = "perl", **options: Any) -> int:
+    """Trainable parameters of a method built on ``backbone``: counts need the architecture only (random weights)."""
+    return build_method(method, backbone, **options).num_trainable()
+
+
+# ================================================================================================================
+# Chapters 01 (introduction), 02 (method), 08 (dynamics) and 11 (reproduce)
+# ================================================================================================================
+def paper_headline() -> pd.DataFrame:
+    """Zero-shot CLIP and PERL as the paper reports them (Tables 1, 2 and 8, App. A): the claims the book checks."""
+    b2n = reported_b2n("unified_1epoch").set_index(["method", "dataset"])
+    xd = load_reported("cross_dataset").query("table == '2'").set_index(["method", "dataset"])["accuracy"]
+    dg = load_reported("domain_generalization").query("table == '8'").set_index(["method", "dataset"])["accuracy"]
+    params = load_reported("params").set_index("method")["trainable_params"]
+    headline = pd.DataFrame(
+        {
+            "zero-shot CLIP": [b2n.loc[("CLIP", "average"), m] for m in ("base", "novel", "hm")]
+            + [float("nan"), dg.loc[("CLIP", "average")], 0],
+            "PERL": [b2n.loc[("PERL", "average"), m] for m in ("base", "novel", "hm")]
+            + [xd.loc[("PERL", "average")], dg.loc[("PERL", "average")], params["PERL"]],
+        },
+        index=["base-to-novel: base (Table 1)", "base-to-novel: novel (Table 1)", "base-to-novel: HM (Table 1)",
+               "cross-dataset: 10-target average (Table 2)", "domain generalisation: 4-variant average (Table 8)",
+               "trainable parameters (App. A)"],
+    )
+    headline.columns = pd.MultiIndex.from_product([["reported (paper)"], headline.columns])
+    return headline
+
+
+def perl_param_counts(model: str, backbone: FrozenCLIP) -> dict[str, Any]:
+    """PERL's projector sizes on a backbone, counted, beside the closed form 5(d_v + d_t) + 2 (one table row)."""
+    method = build_method("perl", backbone)
+    per = {m: sum(p.numel() for p in method.projectors[m].parameters()) for m in ("vision", "text")}
+    dv, dt = backbone.width("vision"), backbone.width("text")
+    return {"model": model, "d_v": dv, "d_t": dt, "vision projector": per["vision"], "text projector": per["text"],
+            "total (counted)": method.num_trainable(), "5(d_v + d_t) + 2": 5 * (dv + dt) + 2}
+
+
+@dataclass
+class StepExample:
+    """One test image followed through the reasoning steps (the paper's Fig. 6), and how many images flip."""
+
+    index: int  # the image shown: the first that flips from wrong (step 0) to right (last step), else the first
+    true_class: str
+    classes: list[str]  # the classes shown, the most probable at the last step first
+    table: pd.DataFrame  # one row per (step, class): step, class, probability
+    images: int
+    flips: int  # wrong at step 0, right at the last step
+    losses: int  # right at step 0, wrong at the last step
+
+
+def step_example(
+    logits: Sequence[torch.Tensor], labels: torch.Tensor, classnames: Sequence[str], shown: int = 8
+) -> StepExample:
+    """The image to follow step by step, from per-step logits (``step_logits_on_test_set``): the first that flips
+    from wrong to right, with the ``shown`` classes it finds most probable at any step."""
+    probs = torch.stack([step.softmax(-1) for step in logits])  # [steps + 1, images, classes]
+    first, last = probs[0].argmax(-1), probs[-1].argmax(-1)
+    flips = ((first != labels) & (last == labels)).nonzero().flatten()
+    losses = int(((first == labels) & (last != labels)).sum())
+    index = int(flips[0]) if len(flips) else 0
+    top = probs[:, index].topk(min(shown, probs.shape[-1]), dim=-1).indices.flatten().unique().tolist()
+    top = sorted(top, key=lambda c: -float(probs[-1, index, c]))[:shown]
+    names = [classnames[c] for c in top]
+    table = pd.DataFrame([{"step": k, "class": names[i], "probability": float(probs[k, index, c])}
+                          for k in range(probs.shape[0]) for i, c in enumerate(top)])
+    return StepExample(index, classnames[int(labels[index])], names, table, len(labels), len(flips), losses)
+
+
+def parameter_table(toc: str | Path) -> pd.DataFrame:
+    """Every parameter of every chapter the book's ``_toc.yml`` lists, with its default and its comment, read from
+    the chapters' parameters cells (markdown pages and chapters not written yet have none)."""
+    import papermill
+    import yaml
+
+    toc = Path(toc)
+    chapters = [c["file"] for part in yaml.safe_load(toc.read_text())["parts"] for c in part["chapters"]]
+    rows = []
+    for chapter in chapters:
+        path = toc.parent / f"{chapter}.ipynb"
+        if not path.is_file():
+            continue
+        for name, info in papermill.inspect_notebook(str(path)).items():
+            rows.append({"chapter": path.stem, "parameter": name, "default": info["default"], "meaning": info["help"]})
+    return pd.DataFrame(rows).set_index(["chapter", "parameter"])
+
+
+# ================================================================================================================
+# Chapter 07 (ablations)
+# ================================================================================================================
+#: how each reported ablation table (``ablations.csv``) names its rows, as perlkit's ablation values
+_REPORTED_VALUES: dict[str, Callable[[str], str]] = {
+    "fig3a": lambda v: v.split("=")[1],  # 'J=7' -> '7'
+    "fig3b": lambda v: v.split("=")[1],  # 'K=4' -> '4'
+    "3": lambda v: v.split()[0].lower(),  # 'Both (PERL)' -> 'both'
+    "4": lambda v: v.removeprefix("PERL-").lower(),  # 'PERL-LayerStep' -> 'layerstep'
+}
+
+
+def reported_ablation(table: str) -> pd.DataFrame:
+    """One reported ablation (paper Fig. 3a/3b, Table 3 or 4) as value / base / novel / hm / params rows, its values
+    named as perlkit's (``ABLATIONS``), so it lines up with the executed ones."""
+    reported = load_reported("ablations")
+    rows = reported[reported["table"] == table]
+    return rows.assign(value=rows["variant"].map(_REPORTED_VALUES[table]))[
+        ["value", "base", "novel", "hm", "params"]].reset_index(drop=True)
+
+
+def ablation_average(summary: pd.DataFrame) -> pd.DataFrame:
+    """The 'average' rows of an ablation summary (``run_ablation``), one per value: what tables and figures show."""
+    return summary[summary["dataset"] == "average"].drop(columns="dataset").reset_index(drop=True)
+
+
+def precomputed_ablations(
+    session: Session, kinds: Iterable[str]
+) -> tuple[dict[str, pd.DataFrame | None], dict[str, str]]:
+    """Each ablation's full grid (every value, all base-to-novel datasets, seed 1) summarised when every run of it is
+    stored and current (``shipped_grid``), else None; and a provenance caption for each complete one."""
+    grid: dict[str, pd.DataFrame | None] = {}
+    provenance = {}
+    for kind in kinds:
+        pairs = ablation_specs(kind, None, B2N_DATASETS, [1], session.profile.name)
+        found = shipped_grid(session, [spec for _, spec in pairs])
+        grid[kind] = ablation_summary(pairs, found.results) if found.complete else None
+        if found.complete:
+            provenance[kind] = plots.provenance_caption(found.results)
+    return grid, provenance
+
+
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def precomputed_note(provenance: Mapping[str, str], kinds: Sequence[str], profile: str, live: str) -> str:
+    """Markdown saying which ablations the precomputed grid covers (with provenance) and which show live runs only."""
+    live_only = f"the live runs only ({live})"
+    if not provenance:
+        count = _NUMBER_WORDS[len(kinds)] if len(kinds) < len(_NUMBER_WORDS) else len(kinds)
+        return (f"**Precomputed grid: not in this checkout.** `data/results/{profile}/` holds the full grid "
+                f"(every value on all {len(B2N_DATASETS)} datasets; `make results` computes it) of none of the "
+                f"{count} ablations, so every table and figure below shows {live_only}, beside the paper's values.")
+    note = f"**Precomputed grid** (every value on all {len(B2N_DATASETS)} datasets):\n\n" + "\n".join(
+        f"* {kind}: {text}" for kind, text in provenance.items())
+    absent = [kind for kind in kinds if kind not in provenance]
+    if absent:
+        note += f"\n\nNot precomputed yet: {', '.join(absent)}; those sections show {live_only}."
+    return note
+
+
+def ablation_sources(
+    live: pd.DataFrame | None, grid: pd.DataFrame | None, titles: tuple[str, str],
+    reported: tuple[str, pd.DataFrame] | None = None,
+) -> list[tuple[str, pd.DataFrame]]:
+    """(title, averages) per source of one ablation: live runs, precomputed grid, reported values; executed and
+    paper numbers never share a panel or a column. ``titles`` are ``source_titles``."""
+    out = [(title, ablation_average(frame)) for title, frame in zip(titles, (live, grid), strict=True)
+           if frame is not None]
+    return out + ([reported] if reported is not None else [])
+
+
+def ablation_table(
+    kind: str, sources: Sequence[tuple[str, pd.DataFrame]], extra: Mapping[str, Callable[[str], object]] | None = None
+) -> pd.DataFrame:
+    """One column group per source (``ablation_sources``), rows in the paper's order, two decimals and '–' where a
+    source has no value; ``extra`` adds 'parameters' columns computed from each value."""
+    frames = {title: frame.set_index("value")[["base", "novel", "hm"]] for title, frame in sources}
+    table = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=pd.Index([], name="value"))
+    table = table.reindex(ablation_order(kind, list(table.index)))
+    for name, values in (extra or {}).items():
+        table[("parameters", name)] = [values(v) for v in table.index]
+    return plots.text_table(table)
+
+
+def hm_consistency(frame: pd.DataFrame, value: str = "J") -> pd.DataFrame:
+    """The HM of each reported row's base and novel beside its printed HM. For one dataset the HM lies between base
+    and novel, so a printed HM below both points at a misreading (an average of per-dataset HMs may sit a little
+    below the HM of the averages, never far)."""
+    hm_of_read = 2 * frame["base"] * frame["novel"] / (frame["base"] + frame["novel"])
+    return pd.DataFrame({value: frame["value"], "base (read)": frame["base"], "novel (read)": frame["novel"],
+                         "HM (read)": frame["hm"], "HM of the read base and novel": hm_of_read,
+                         "difference": hm_of_read - frame["hm"],
+                         "read HM below both": frame["hm"] < frame[["base", "novel"]].min(axis=1)})
+
+
+def fig3a_consistency() -> tuple[pd.DataFrame, str]:
+    """``hm_consistency`` of the pixel reading of Fig. 3a, and a verdict measured against the paper's own Table 1
+    and the other reported ablations."""
+    fig3a = hm_consistency(reported_ablation("fig3a"))
+    others = pd.concat([hm_consistency(reported_ablation(t)) for t in ("fig3b", "3", "4")])
+    b2n = load_reported("b2n")
+    t1 = b2n[(b2n["table"] == "1/5") & (b2n["method"] == "PERL") & (b2n["dataset"] == "average")].iloc[0]
+    t1_gap = 2 * t1["base"] * t1["novel"] / (t1["base"] + t1["novel"]) - t1["hm"]
+    flagged = fig3a[fig3a["read HM below both"]]
+    if not len(flagged):
+        return fig3a, "Every read HM lies between the read base and novel accuracy."
+    return fig3a, (
+        f"In {len(flagged)} of the {len(fig3a)} rows (J = {', '.join(flagged['J'])}) the read HM is "
+        f"below both the read base and the read novel accuracy, {flagged['difference'].min():.2f} to "
+        f"{flagged['difference'].max():.2f} points under the HM of the two. For the paper's own PERL row of "
+        f"Table 1 that difference is {t1_gap:.2f} points, and in the other reported rows of this chapter "
+        f"(Fig. 3b, Tables 3 and 4) at most {others['difference'].abs().max():.2f}. The reading of Fig. 3a "
+        "is therefore inconsistent (the figure itself, or its pixel reading); the table and the figure above "
+        "show its values as read, and only the position of the peak is used.")
+
+
+def variant_table() -> pd.DataFrame:
+    """What each PERL loop variant (paper Table 4) changes, in words, and the options that build it."""
+    rows = []
+    for name, options in PERL_VARIANTS.items():
+        split = options.get("split", PERLConfig.split)
+        rows.append({"variant": name,
+                     "thought tokens enter at J": ", ".join(map(str, split)) if isinstance(split, list) else split,
+                     "one projector per depth": "yes" if options.get("layer_specific") else "no",
+                     "one projector per step": "yes" if options.get("step_specific") else "no",
+                     "perlkit options": ", ".join(f"{k}={v}" for k, v in options.items()) or "(the defaults)"})
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def variant_params(backbone: FrozenCLIP) -> pd.DataFrame:
+    """Each loop variant's exact parameter count on ``backbone`` in projector pairs, beside the pairs that Table 4's
+    printed label implies (label / one pair's count) and the difference."""
+    pair = trainable_params(backbone)
+    table4 = reported_ablation("4")
+    printed = dict(zip(table4["value"], table4["params"], strict=True))
+    rows = []
+    for name, options in PERL_VARIANTS.items():
+        exact = trainable_params(backbone, **options)
+        label = printed.get(name)
+        implied = round(plots.parse_params_label(label) / pair) if label else None
+        rows.append({"variant": name, "perlkit (exact)": f"{exact:,}", "paper Table 4 label": label,
+                     "pairs (perlkit)": exact // pair, "pairs implied by the label": implied,
+                     "difference": None if implied is None else implied - exact // pair})
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def default_config_note(defaults: Sequence[tuple[str, str, pd.DataFrame | None]], live: str,
+                        precomputed: Sequence[str]) -> str:
+    """Whether the ablations that include the default configuration ((kind, value, live summary) in ``defaults``)
+    show it with one accuracy, as one stored run must, and what the live runs can and cannot tell."""
+    rows = {kind: ablation_average(frame).set_index("value").loc[value, ["base", "novel", "hm"]]
+            for kind, value, frame in defaults if frame is not None and value in set(frame["value"])}
+    first = next(iter(rows.values()), None)
+    note = "The default configuration (K = 4, J = 7, r = 1, both encoders, shared loop) is a value of every ablation"
+    if len(rows) < 2:
+        note += "; in this execution fewer than two of the ablations include it."
+    elif all(row.equals(first) for row in rows.values()):
+        note += (f". It is one training run, read from the result store by each ablation, so the {len(rows)} "
+                 f"ablations that include it show the same accuracy for it (HM {first['hm']:.2f} on {live}).")
+    else:
+        note += (". The ablations that include it show different accuracies for it (" + ", ".join(
+            f"{k}: HM {r['hm']:.2f}" for k, r in rows.items()) + "), so their runs are not the same run.")
+    note += (f" On the live runs alone ({live}), differences of a point or two between settings are within what "
+             "another few-shot sample can change; ")
+    return note + (f"the precomputed grid averages {len(B2N_DATASETS)} datasets for: {', '.join(precomputed)}."
+                   if precomputed else
+                   f"the {len(B2N_DATASETS)}-dataset grid that would average them out is not precomputed in this "
+                   "checkout (`make results`).")
+
+
+# ================================================================================================================
+# Chapter 10 (comparison)
+# ================================================================================================================
+#: per protocol, the PERL paper's matching numbers: (setting in the reported CSVs, base-to-novel table, cross-dataset
+#: table); its domain-generalisation table is 8 under both
+REPORTED_TABLES: dict[str, tuple[str, str, str]] = {
+    "unified": ("unified_1epoch", "1", "2"), "default": ("default_recipe", "6", "7"),
+}
+
+
+def reported_param_labels() -> pd.Series:
+    """The #Params label the PERL paper prints per method (R-MMA: its summary's), indexed by method label."""
+    params = load_reported("params")
+    printed = params[params["source"].isin(["perl2026_params_col", "perl2026_appA", "own_rmma_summary"])]
+    return printed.drop_duplicates("method").set_index("method")["label"].rename(index=plots.method_label)
+
+
+def official_param_counts() -> pd.Series:
+    """Trainable parameters derived from each rival's official code (``params.csv``), indexed by method label."""
+    params = load_reported("params")
+    code = params[params["source"].str.endswith("_code")].drop_duplicates("method").set_index("method")
+    return code["trainable_params"].astype(int).rename(index=plots.method_label)
+
+
+def param_budget(methods: Sequence[str], vit_b16: Mapping[str, int], executed: Mapping[str, int],
+                 executed_title: str) -> tuple[pd.DataFrame, str]:
+    """Trainable parameters per method: counted on ViT-B/16 and on the executed backbone (``executed_title``), the
+    paper's label and the official code's count; and the methods whose ViT-B/16 count equals the official one."""
+    labels, code = reported_param_labels(), official_param_counts()
+    names = [plots.method_label(m) for m in methods]
+    table = pd.DataFrame({
+        "method": names,
+        "ViT-B/16 (perlkit)": [f"{vit_b16[m]:,}" for m in methods],
+        executed_title: [f"{executed[m]:,}" for m in methods],
+        "reported label": [labels.get(n, "–") for n in names],
+        "official code": [f"{code[n]:,}" if n in code.index else "–" for n in names],
+    }).set_index("method")
+    agree = [n for m, n in zip(methods, names, strict=True) if n in code.index and vit_b16[m] == code[n]]
+    differ = [n for n in names if n in code.index and n not in agree]
+    return table, (", ".join(agree) or "none of the rivals") + (f" (but not {', '.join(differ)})" if differ else "")
+
+
+def reported_b2n_average(setting: str, methods: Sequence[str]) -> pd.DataFrame:
+    """The reported base-to-novel averages of ``methods`` (rows, by label) in one setting of the PERL paper, with
+    R-MMA from its own summary; ``from`` says where each row is printed."""
+    b2n = load_reported("b2n")
+    average = b2n["dataset"] == "average"
+    rows = pd.concat([b2n[(b2n["setting"] == setting) & average & (b2n["table"] != "5")],
+                      b2n[(b2n["setting"] == "own_paper") & average & (b2n["method"] == "R-MMA")]])
+    wanted = [plots.method_label(m) for m in methods]
+    rows = rows.assign(method=rows["method"].map(plots.method_label))
+    rows = rows[rows["method"].isin(wanted)].set_index("method").reindex(wanted)
+    rows["from"] = [f"PERL paper, Table {t}" if s != "own_paper" else "R-MMA summary (its own recipe)"
+                    for t, s in zip(rows["table"], rows["setting"], strict=True)]
+    return rows
+
+
+def reported_transfer(setting: str, xd_table: str, methods: Sequence[str]) -> pd.DataFrame:
+    """Reported cross-dataset (one setting's table; R-MMA: its summary) and domain-generalisation (Table 8)
+    accuracies of ``methods``: source, the two averages and every DG target, one row per method label."""
+    wanted = [plots.method_label(m) for m in methods]
+
+    def wide(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.assign(method=frame["method"].map(plots.method_label))
+        return frame[frame["method"].isin(wanted)].pivot(index="method", columns="dataset", values="accuracy")
+
+    xd = load_reported("cross_dataset")
+    xd = xd[((xd["setting"] == setting) & (xd["table"] == xd_table))
+            | ((xd["setting"] == "own_paper") & (xd["method"] == "R-MMA"))]
+    dg = load_reported("domain_generalization")
+    return pd.concat([
+        wide(xd)[["imagenet", "average"]].rename(columns={"imagenet": "ImageNet (source)",
+                                                          "average": "cross-dataset avg"}),
+        wide(dg[dg["table"] == "8"])[["average", *DG_TARGETS]].rename(columns={"average": "DG avg"}),
+    ], axis=1).reindex(wanted)
+
+
+def transfer_by_target(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """ImageNet-transfer results as one row per target (source ImageNet, the two averages, then every target) and
+    one column per method label, averaged over seeds: transposed, so that the table fits the page."""
+    rows = [{"method": plots.method_label(r["spec"]["method"]), **r["metrics"]} for r in results]
+    frame = pd.DataFrame(rows).groupby("method", sort=False).mean()
+    return frame[["imagenet", "xd_average", "dg_average", *XD_TARGETS, *DG_TARGETS]].T.rename(
+        index=plots.TABLE_LABELS)
+
+
+def hm_params_points(summary: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:
+    """The 'average' rows of a b2n summary (methods by label) with each method's trainable parameters (``params``
+    by registry name) and its HM as ``accuracy``: one panel of ``plots.params_scatter``."""
+    by_label = {plots.method_label(m): n for m, n in params.items()}
+    average = summary[summary["dataset"] == "average"]
+    return average.assign(params=average["method"].map(by_label), accuracy=average["hm"])
+
+
+def reported_hm_params_points(reported: pd.DataFrame) -> pd.DataFrame:
+    """``reported_b2n_average`` rows with the paper's parameter labels as numbers (zero-shot CLIP at 0) and HM as
+    ``accuracy``; a row from its own paper's recipe says so in its name."""
+    labels = reported_param_labels()
+    zeroshot = plots.method_label("zeroshot")
+    points = reported.reset_index().dropna(subset=["hm"])
+    points = points.assign(params=points["method"].map(
+        lambda n: plots.parse_params_label(labels[n]) if n != zeroshot else 0.0), accuracy=points["hm"])
+    own = points["setting"] == "own_paper"  # R-MMA: its own recipe, whatever the protocol
+    points.loc[own, "method"] = points.loc[own, "method"] + " (own recipe)"
+    return points
+
+
+def mma_adapter_note(comparison: ZeroshotComparison, grid: pd.DataFrame | None, profile: Profile | str) -> str:
+    """Why MMA's accuracy equals zero-shot CLIP's (``compare_with_zeroshot`` of an MMA run): its weights move, but
+    its adapters' scaled outputs barely move a logit. ``grid`` is the precomputed summary (methods by label)."""
+    result, check = comparison.result, comparison.predictions
+    dataset = result["spec"]["dataset"]
+    differ = int(check["predictions that differ"].sum())
+    text = (
+        f"MMA does train: over the {len(result['train']['steps'])} SGD steps of the run its "
+        f"{comparison.trained.num_trainable():,} adapter weights move by {comparison.weight_change:.2%} of their "
+        f"initial norm. But each adapter's output is multiplied by {comparison.trained.config.adapter_scale:g} "
+        "before it is added to its block (MMA's own setting; its gradient-scale trick gives the weights the gradient "
+        f"of an unscaled adapter, not a larger output), so on {plots.display_name(dataset)} the logits move by at "
+        f"most {check['largest logit change'].max():.3f} and {differ} of the {check['images'].sum()} test "
+        f"predictions {'differs' if differ == 1 else 'differ'} from zero-shot CLIP's.")
+    if grid is not None:
+        mma, clip = (grid[grid["method"] == plots.method_label(m)].set_index("dataset")[["base", "novel"]]
+                     for m in ("mma", "zeroshot"))
+        same = int((mma.drop(index="average") == clip.drop(index="average")).all(axis=1).sum())
+        text += (f" On the {len(B2N_DATASETS)}-dataset grid, MMA's base and novel accuracies equal zero-shot CLIP's "
+                 f"on {same} of {len(B2N_DATASETS)} datasets.")
+    return text + (f" At this training budget on the {model_label(profile)}, MMA is zero-shot CLIP to within a few "
+                   "predictions; this is what perlkit's implementation of the published design does at this "
+                   "budget, not a measurement of MMA on the real benchmarks.")
+
+
 @dataclass
 class ShippedGrid:
     """The committed results of a grid of runs that are current (made by this code on these weights)."""
@@ -156,6 +595,13 @@ class ShippedGrid:
         stale = f", {self.stale} stale (made by other code or weights, not shown)" if self.stale else ""
         return (f"full grid not precomputed for this code yet: {len(self.results)} of {self.total} runs current in "
                 f"data/results/{profile}/ or your cache{stale}; `perlkit results` computes them")
+
+    def caption(self, profile: str, hint: str = "") -> str:
+        """What a chapter prints under a grid's heading: where the runs come from (``plots.provenance_caption``)
+        when the grid is complete, else ``note`` and the chapter's ``hint`` (another way to fill it)."""
+        if self.complete:
+            return plots.provenance_caption(self.results)
+        return self.note(profile) + (f"; {hint}" if hint else "")
 
 
 def shipped_grid(session: Session, specs: Sequence[RunSpec]) -> ShippedGrid:

@@ -64,7 +64,12 @@ def run_ablation(
 ) -> pd.DataFrame:
     """Run (or load) an ablation grid; returns per-dataset and average base/novel/HM per value."""
     pairs = ablation_specs(kind, values, datasets, seeds, session.profile.name, **common)
-    results = session.sweep([spec for _, spec in pairs], desc=f"ablation {kind}")
+    return ablation_summary(pairs, session.sweep([spec for _, spec in pairs], desc=f"ablation {kind}"))
+
+
+def ablation_summary(pairs: Sequence[tuple[Any, RunSpec]], results: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Per-dataset and average base/novel/HM per value from an ablation's results (in ``pairs`` order), so a grid
+    read from the store is summarised exactly as ``run_ablation`` summarises the runs it makes."""
     rows = [
         {"value": str(v), "dataset": r["spec"]["dataset"], "seed": r["spec"]["seed"], **r["metrics"],
          "params": r["trainable_params"]}
@@ -75,3 +80,11 @@ def run_ablation(
     params = table.groupby("value", sort=False)["params"].first()
     summary["params"] = summary["value"].map(params)
     return summary
+
+
+def ablation_order(kind: str, values: Iterable[Any]) -> list[str]:
+    """Values of an ablation as text, in the paper's order (``ABLATIONS``) first, then any others as given: tables
+    and figures list the values the same way whichever source (live, precomputed, reported) has them."""
+    values = [str(v) for v in values]
+    canonical = [str(v) for v in ABLATIONS[kind][1]]
+    return [v for v in canonical if v in values] + [v for v in dict.fromkeys(values) if v not in canonical]

@@ -1,0 +1,396 @@
+"""What the chapters show, moved out of the chapters: labels, ablation and comparison tables, the one-image example,
+the parameter table, the grid caption, and the trained-model checks they are computed from.
+
+Everything here runs on synthetic frames, the reported CSVs shipped in the package, or a tiny random CLIP on a
+fabricated CoOp tree with a result store in a temporary folder; nothing reads data/results.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import matplotlib
+import nbformat
+import pandas as pd
+import pytest
+import torch
+from test_data_world import make_world
+
+from perlkit import plots, report
+from perlkit.data import B2N_DATASETS, DG_TARGETS, XD_TARGETS, sample_fewshot, subsample_classes
+from perlkit.experiments import (
+    RESULT_SCHEMA,
+    ResultStore,
+    RunSpec,
+    Session,
+    ZeroshotComparison,
+    ablation_order,
+    ablation_specs,
+    ablation_summary,
+    compare_with_zeroshot,
+    logits_on_test_set,
+    step_logits_on_test_set,
+    trained_method,
+)
+from perlkit.methods import build_method
+from perlkit.methods.perl import PERL_VARIANTS
+from perlkit.profiles import Profile, get_profile
+from perlkit.report import ShippedGrid
+
+matplotlib.use("Agg")
+
+METRICS = ["base", "novel", "hm"]
+
+
+# ---------------------------------------------------------------------------------------------- a tiny session
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Session:
+    """The tiny random CLIP on a fabricated CoOp tree; results and checkpoints go to a temporary store."""
+    root = tmp_path_factory.mktemp("report")
+    make_world(root / "data", ["eurosat", "dtd"])
+    profile = Profile("mini", "tiny-clip", None, None, str(root / "data"), "cpu", 64, 0, "test profile", 1)
+    return Session(profile, progress=False, store=ResultStore("mini", root / "results"))
+
+
+def test_trained_method_trains_once_then_loads_the_checkpoint(session: Session) -> None:
+    spec = RunSpec("b2n", "perl", "eurosat", options={"steps": 2})
+    assert session.store.find_checkpoint(spec) is None
+    first = trained_method(session, spec)  # no checkpoint: the run is trained (and stored) first
+    assert session.store.find_checkpoint(spec) is not None and session.stored(spec) is not None
+    again = trained_method(session, spec)
+    assert not first.training and not again.training
+    for (_, a), (_, b) in zip(first.trainable_parameters(), again.trainable_parameters(), strict=True):
+        assert torch.equal(a, b)
+    untrained = session.build(spec)
+    assert any(not torch.equal(a, b) for (_, a), (_, b) in
+               zip(first.trainable_parameters(), untrained.trainable_parameters(), strict=True))
+
+
+def test_test_set_logits_give_the_stored_accuracies(session: Session) -> None:
+    """The logits the chapters look inside are the ones the run was scored with (``evaluate``)."""
+    spec = RunSpec("b2n", "perl", "eurosat", options={"steps": 2})
+    method, result = trained_method(session, spec), session.run(spec)
+    few = sample_fewshot(session.dataset(spec.dataset), spec.shots, spec.seed)
+    zero_shot = build_method("zeroshot", session.backbone)
+    for target in ("base", "novel"):
+        split = subsample_classes(few, target)
+        steps, labels = step_logits_on_test_set(session, method, split, spec.template)
+        assert len(steps) == 3 and all(s.shape == (len(split.test), len(split.classnames)) for s in steps)
+        assert labels.tolist() == [d.label for d in split.test]
+        accuracy = 100.0 * float((steps[-1].argmax(-1) == labels).float().mean())
+        assert accuracy == pytest.approx(result["metrics"][target])
+        final = logits_on_test_set(session, method, split, target, spec.template)
+        torch.testing.assert_close(final, steps[-1], rtol=1e-4, atol=1e-4)
+        # step 0 is zero-shot CLIP: no thought token yet
+        torch.testing.assert_close(steps[0], logits_on_test_set(session, zero_shot, split, target), rtol=1e-4,
+                                   atol=1e-4)
+
+
+def test_compare_with_zeroshot_measures_weights_and_predictions(session: Session) -> None:
+    spec = RunSpec("b2n", "mma", "dtd")
+    comparison = compare_with_zeroshot(session, spec)
+    assert comparison.result["spec"] == spec.to_dict() and comparison.result == session.stored(spec)
+    assert comparison.weight_change > 0  # one epoch moves the adapters
+    table = comparison.predictions
+    assert list(table.index) == ["base", "novel"]
+    assert table["images"].tolist() == [comparison.result["counts"]["base_test"],
+                                        comparison.result["counts"]["novel_test"]]
+    assert (table["predictions that differ"] <= table["images"]).all()
+    assert (table["largest logit change"] >= 0).all() and (table["largest zero-shot logit"] > 0).all()
+
+
+def test_zeroshot_against_itself_moves_nothing(session: Session) -> None:
+    """A method that is zero-shot CLIP (PERL with K = 0) differs from it in no prediction and no logit."""
+    spec = RunSpec("b2n", "perl", "dtd", options={"steps": 0})
+    table = compare_with_zeroshot(session, spec).predictions
+    assert table["predictions that differ"].sum() == 0
+    assert table["largest logit change"].max() < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------- labels
+def test_labels_come_from_the_profile() -> None:
+    assert report.profile_label("mini") == "mini profile"
+    assert report.profile_label(get_profile("paper")) == "paper profile"
+    assert report.model_label("mini") == "mini CLIP" and report.model_label("paper") == "ViT-B/16"
+    assert report.model_label(get_profile("paper", model="ViT-B-16-quickgelu")) == "ViT-B-16-quickgelu"
+    assert report.live_label(["dtd"], [1]) == "dtd; seed 1"
+    assert report.live_label(["dtd", "eurosat"], [1, 2]) == "dtd, eurosat; seeds 1, 2"
+    assert report.source_titles("paper", ["dtd"], [3]) == ("paper (dtd; seed 3)", "paper, 11 datasets (precomputed)")
+
+
+def test_method_labels_join_registry_and_reported_names() -> None:
+    assert [plots.method_label(m) for m in ("zeroshot", "perl", "mmrl", "mmrlpp", "mma", "rmma")] == [
+        "zero-shot CLIP", "PERL", "MMRL", "MMRL++", "MMA", "R-MMA"]
+    assert plots.method_label("CLIP") == "zero-shot CLIP" and plots.method_label("MaPLe") == "MaPLe"
+    assert plots.TABLE_LABELS["oxford_flowers"] == "Flowers102" and plots.TABLE_LABELS["hm"] == "HM"
+    assert plots.TABLE_LABELS["xd_average"] == "cross-dataset average"
+
+
+def test_grid_caption_is_provenance_or_what_is_missing() -> None:
+    payload = {"provenance": {"git_commit": "abcdef1234567", "device": "cpu (1 thread)", "fingerprint": {"a": 1},
+                              "created": "2026-11-20T10:00:00"}}
+    complete = ShippedGrid([payload, payload], 2, 0)
+    assert complete.caption("mini") == plots.provenance_caption([payload, payload])
+    assert "2 runs, perlkit commit abcdef1234" in complete.caption("mini", hint="ignored when complete")
+    partial = ShippedGrid([payload], 3, 1)
+    assert partial.caption("mini") == partial.note("mini")
+    assert "1 of 3 runs current in data/results/mini/" in partial.caption("mini") and "1 stale" in partial.note("mini")
+    assert partial.caption("mini", hint="train one here").endswith("; train one here")
+
+
+def test_trainable_and_projector_counts(tiny_backbone) -> None:
+    dv, dt = tiny_backbone.width("vision"), tiny_backbone.width("text")
+    assert report.trainable_params(tiny_backbone) == 5 * (dv + dt) + 2
+    assert report.trainable_params(tiny_backbone, modalities="vision") == 5 * dv + 1
+    assert report.trainable_params(tiny_backbone, "zeroshot") == 0
+    row = report.perl_param_counts("tiny", tiny_backbone)
+    assert row["model"] == "tiny" and (row["d_v"], row["d_t"]) == (dv, dt)
+    assert row["vision projector"] + row["text projector"] == row["total (counted)"] == row["5(d_v + d_t) + 2"]
+
+
+# ---------------------------------------------------------------------------------------------- chapters 01, 08, 11
+def test_paper_headline_reads_the_reported_tables() -> None:
+    headline = report.paper_headline()["reported (paper)"]
+    assert headline.loc["base-to-novel: HM (Table 1)", "PERL"] == pytest.approx(74.79)
+    assert headline.loc["base-to-novel: HM (Table 1)", "zero-shot CLIP"] == pytest.approx(71.64)
+    assert pd.isna(headline.loc["cross-dataset: 10-target average (Table 2)", "zero-shot CLIP"])
+    assert headline.loc["trainable parameters (App. A)"].tolist() == [0, 6402]
+
+
+def test_step_example_follows_the_first_flip() -> None:
+    labels = torch.tensor([0, 1, 2, 0])
+    step0 = torch.tensor([[5.0, 0, 0, 0], [5.0, 0, 0, 0], [0, 0, 5.0, 0], [0, 5.0, 0, 0]])  # right: 0 and 2
+    step1 = torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 1, 0], [0, 5.0, 0, 0], [0, 0, 5.0, 0]])  # right: 0 and 1
+    example = report.step_example([step0, step1], labels, ["a", "b", "c", "d"], shown=3)
+    assert (example.index, example.true_class, example.images) == (1, "b", 4)
+    assert (example.flips, example.losses) == (1, 1)  # image 1 wrong -> right; image 2 right -> wrong
+    assert example.classes == ["b", "c", "a"]  # the most probable at the last step first
+    assert len(example.table) == 2 * 3 and set(example.table["step"]) == {0, 1}
+    probs = example.table.set_index(["step", "class"])["probability"]
+    assert probs[(1, "b")] == pytest.approx(float(step1[1].softmax(-1)[1]))
+    none = report.step_example([step0, step0], labels, ["a", "b", "c", "d"])
+    assert (none.index, none.flips, none.losses, len(none.classes)) == (0, 0, 0, 4)
+
+
+def test_parameter_table_reads_each_listed_chapter(tmp_path: Path) -> None:
+    (tmp_path / "book").mkdir()
+    for name, source in (("01_a", 'profile = "mini"  # which profile\nseeds = [1]  # the seeds'),
+                         ("02_b", 'steps = 4  # K')):
+        nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                               "display_name": "Python 3"}})
+        nb.cells = [nbformat.v4.new_code_cell(source, metadata={"tags": ["parameters"]})]
+        nbformat.write(nb, tmp_path / "book" / f"{name}.ipynb")
+    toc = {"parts": [{"chapters": [{"file": "book/01_a"}, {"file": "book/intro"}, {"file": "book/02_b"}]}]}
+    (tmp_path / "_toc.yml").write_text(json.dumps(toc))  # JSON is YAML
+    table = report.parameter_table(tmp_path / "_toc.yml")
+    assert list(table.index) == [("01_a", "profile"), ("01_a", "seeds"), ("02_b", "steps")]
+    assert table.loc[("01_a", "seeds"), "default"] == "[1]" and table.loc[("02_b", "steps"), "meaning"] == "K"
+
+
+# ---------------------------------------------------------------------------------------------- chapter 07
+def _summary(values: list[str], hm: list[float]) -> pd.DataFrame:
+    """An ablation summary as ``run_ablation`` returns it: a per-dataset row (zeros) and an average row per value."""
+    rows = [{"value": v, "dataset": "dtd", "base": 0.0, "novel": 0.0, "hm": 0.0} for v in values]
+    return pd.DataFrame(rows + [{"value": v, "dataset": "average", "base": h + 1, "novel": h - 1, "hm": h}
+                                for v, h in zip(values, hm, strict=True)])
+
+
+def test_ablation_order_is_the_papers_then_the_rest() -> None:
+    assert ablation_order("steps", ["3", "1", "9", "2"]) == ["1", "2", "3", "9"]
+    assert ablation_order("variant", ["step", "early"]) == ["early", "step"]
+    assert ablation_order("layer", [11, "x", 6, "x"]) == ["6", "11", "x"]
+
+
+def test_ablation_summary_averages_per_value() -> None:
+    pairs = ablation_specs("steps", [1, 2], ["dtd", "eurosat"])
+    hms = {("1", "dtd"): 10.0, ("1", "eurosat"): 20.0, ("2", "dtd"): 30.0, ("2", "eurosat"): 50.0}
+    results = [{"spec": spec.to_dict(), "metrics": {"base": 1.0, "novel": 2.0, "hm": hms[(str(v), spec.dataset)]},
+                "trainable_params": 7 * v} for v, spec in pairs]
+    summary = ablation_summary(pairs, results)
+    average = summary[summary["dataset"] == "average"].set_index("value")
+    assert average["hm"].to_dict() == {"1": 15.0, "2": 40.0} and average["params"].to_dict() == {"1": 7, "2": 14}
+
+
+def test_reported_ablations_use_perlkits_values() -> None:
+    assert report.reported_ablation("fig3b")["value"].tolist() == ["1", "2", "3", "4", "5"]
+    assert report.reported_ablation("fig3a")["value"].tolist() == ["6", "7", "8", "9", "10", "11"]
+    assert report.reported_ablation("3")["value"].tolist() == ["vision", "text", "both"]
+    table4 = report.reported_ablation("4")
+    assert set(table4["value"]) == set(PERL_VARIANTS) and list(table4.columns) == ["value", *METRICS, "params"]
+    assert table4.set_index("value").loc["layerstep", "params"] == "83K"
+
+
+def test_ablation_sources_and_table() -> None:
+    live, grid = _summary(["2", "1", "7"], [20.0, 10.0, 70.0]), _summary(["1", "2", "3"], [11.0, 21.0, 31.0])
+    reported = ("paper", pd.DataFrame({"value": ["1", "3"], "base": [1.0, 3.0], "novel": [1.0, 3.0],
+                                       "hm": [1.0, 3.0]}))
+    sources = report.ablation_sources(live, grid, ("live", "grid"), reported)
+    assert [title for title, _ in sources] == ["live", "grid", "paper"]
+    assert set(sources[0][1]["value"]) == {"1", "2", "7"} and "dataset" not in sources[0][1]
+    assert [t for t, _ in report.ablation_sources(None, grid, ("live", "grid"))] == ["grid"]
+    table = report.ablation_table("steps", sources, {"double": lambda v: int(v) * 2})
+    assert list(table.index) == ["1", "2", "3", "7"]  # the paper's values first, then the others
+    assert table.loc["2", ("live", "hm")] == "20.00" and table.loc["3", ("live", "hm")] == "–"
+    assert table.loc["3", ("paper", "base")] == "3.00" and table.loc["7", ("parameters", "double")] == "14.00"
+    assert report.ablation_table("steps", []).empty
+
+
+def test_precomputed_ablations_need_every_run_current(session: Session) -> None:
+    kind, values = "modality", ["vision", "text", "both"]
+    pairs = ablation_specs(kind, None, B2N_DATASETS, [1], session.profile.name)
+    assert report.precomputed_ablations(session, [kind]) == ({kind: None}, {})
+    for i, (_, spec) in enumerate(pairs):
+        store: ResultStore = session.store
+        store.checkpoint_path(spec).parent.mkdir(parents=True, exist_ok=True)
+        store.checkpoint_path(spec).write_bytes(b"weights")  # a trainable run counts once its checkpoint exists
+        fingerprint = session.fingerprint(spec) if i else {"code": "old"}  # the first one stale
+        store.put(spec, {"schema": RESULT_SCHEMA, "spec": spec.to_dict(), "trainable_params": 5,
+                         "metrics": {"base": 50.0 + i, "novel": 40.0, "hm": 44.0 + i},
+                         "provenance": {"fingerprint": fingerprint, "git_commit": "0123456789ab",
+                                        "device": "cpu", "created": "2026-11-20"}})
+    grid, provenance = report.precomputed_ablations(session, [kind])
+    assert grid == {kind: None} and provenance == {}  # one stale run: not shown
+    spec = pairs[0][1]
+    payload = json.loads(session.store.path_for(spec).read_text())
+    payload["provenance"]["fingerprint"] = session.fingerprint(spec)
+    session.store.put(spec, payload)
+    grid, provenance = report.precomputed_ablations(session, [kind])
+    assert list(grid[kind][grid[kind]["dataset"] == "average"]["value"]) == values
+    assert provenance[kind].startswith(f"precomputed by `make results`: {len(pairs)} runs")
+
+
+def test_precomputed_note_names_what_is_covered() -> None:
+    kinds = ["steps", "layer", "dim", "modality", "variant"]
+    none = report.precomputed_note({}, kinds, "mini", "dtd; seed 1")
+    assert "not in this checkout" in none and "of none of the five ablations" in none
+    assert "the live runs only (dtd; seed 1)" in none and "`data/results/mini/`" in none
+    some = report.precomputed_note({"steps": "CAPTION"}, kinds, "mini", "dtd; seed 1")
+    assert "* steps: CAPTION" in some and "Not precomputed yet: layer, dim, modality, variant;" in some
+    assert "Not precomputed" not in report.precomputed_note({k: "c" for k in kinds}, kinds, "mini", "x")
+
+
+def test_hm_consistency_flags_an_hm_below_both() -> None:
+    frame = pd.DataFrame({"value": ["a", "b"], "base": [80.0, 70.0], "novel": [60.0, 70.0], "hm": [68.0, 69.0]})
+    check = report.hm_consistency(frame, value="r")
+    assert check["r"].tolist() == ["a", "b"]
+    assert check["HM of the read base and novel"].tolist() == pytest.approx([2 * 80 * 60 / 140, 70.0])
+    assert check["read HM below both"].tolist() == [False, True]
+    table, verdict = report.fig3a_consistency()
+    flagged = table[table["read HM below both"]]
+    assert len(table) == 6 and (f"In {len(flagged)} of the 6 rows" in verdict if len(flagged) else "Every" in verdict)
+
+
+def test_variant_tables(tiny_backbone) -> None:
+    described = report.variant_table()
+    assert list(described.index) == list(PERL_VARIANTS)
+    assert described.loc["early", "thought tokens enter at J"] == 0
+    assert described.loc["deep", "thought tokens enter at J"] == "3, 7, 11"
+    assert described.loc["shared", "perlkit options"] == "(the defaults)"
+    assert described.loc["layerstep", "one projector per step"] == "yes"
+    counts = report.variant_params(tiny_backbone)
+    pairs = {"early": 1, "deep": 1, "shared": 1, "step": 4, "layer": 3, "layerstep": 12}  # K = 4, 3 depths
+    assert counts["pairs (perlkit)"].to_dict() == pairs
+    assert counts.loc["layerstep", "paper Table 4 label"] == "83K"
+    assert (counts["difference"] == counts["pairs implied by the label"] - counts["pairs (perlkit)"]).all()
+
+
+def test_default_config_note() -> None:
+    same = [("steps", "4", _summary(["4", "1"], [30.0, 1.0])), ("layer", "7", _summary(["7"], [30.0])),
+            ("dim", "1", None)]
+    note = report.default_config_note(same, "dtd; seed 1", ["steps"])
+    assert "one training run" in note and "the 2 ablations that include it" in note and "HM 30.00 on dtd" in note
+    assert note.endswith("the precomputed grid averages 11 datasets for: steps.")
+    differ = [("steps", "4", _summary(["4"], [30.0])), ("layer", "7", _summary(["7"], [31.0]))]
+    assert "steps: HM 30.00, layer: HM 31.00" in report.default_config_note(differ, "x", [])
+    assert "fewer than two" in report.default_config_note(same[:1], "x", [])
+    assert "not precomputed in this checkout" in report.default_config_note(same[:1], "x", [])
+
+
+def test_ablation_figure_orders_values_or_says_there_is_nothing(capsys) -> None:
+    assert plots.ablation_figure("steps", [], "K") is None
+    assert "nothing to plot" in capsys.readouterr().out
+    frame = pd.DataFrame({"value": ["5", "1", "3"], "base": [1.0, 2, 3], "novel": [1.0, 2, 3], "hm": [1.0, 2, 3]})
+    fig = plots.ablation_figure("steps", [("a", frame)], "K")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "3", "5"]
+
+
+# ---------------------------------------------------------------------------------------------- chapters 05, 06
+def test_transfer_panel_keeps_the_given_datasets_in_order() -> None:
+    frame = pd.DataFrame({"method": ["perl", "zeroshot", "perl", "CLIP"],
+                          "dataset": ["eurosat", "imagenet", "imagenet", "dtd"], "accuracy": [1.0, 2, 3, 4]})
+    panel = plots.transfer_panel(frame, ["imagenet", "eurosat"])
+    assert panel["dataset"].tolist() == ["ImageNet", "ImageNet", "EuroSAT"]
+    assert panel["method"].tolist() == ["zero-shot CLIP", "PERL", "PERL"]
+
+
+# ---------------------------------------------------------------------------------------------- chapter 10
+METHODS = ["zeroshot", "perl", "mmrl", "mma", "rmma"]
+
+
+def test_param_budget_against_the_official_counts() -> None:
+    vit_b16 = {"zeroshot": 0, "perl": 6402, "mmrl": 4_992_256, "mma": 1, "rmma": 480_000}
+    table, agree = report.param_budget(METHODS, vit_b16, dict.fromkeys(METHODS, 12), "tiny (perlkit)")
+    assert list(table.index) == ["zero-shot CLIP", "PERL", "MMRL", "MMA", "R-MMA"]
+    assert list(table.columns) == ["ViT-B/16 (perlkit)", "tiny (perlkit)", "reported label", "official code"]
+    assert table.loc["PERL", "reported label"] == "6K" and table.loc["R-MMA", "reported label"] == "0.48M"
+    assert table.loc["MMRL", "official code"] == "4,992,256" and table.loc["PERL", "official code"] == "–"
+    assert agree == "MMRL (but not MMA)"
+    assert report.param_budget(["perl"], {"perl": 1}, {"perl": 1}, "x")[1] == "none of the rivals"
+
+
+def test_reported_comparison_tables_use_method_labels() -> None:
+    assert report.REPORTED_TABLES["unified"] == ("unified_1epoch", "1", "2")
+    b2n = report.reported_b2n_average("unified_1epoch", METHODS)
+    assert list(b2n.index) == ["zero-shot CLIP", "PERL", "MMRL", "MMA", "R-MMA"]
+    assert b2n.loc["zero-shot CLIP", "hm"] == pytest.approx(71.64) and b2n.loc["PERL", "hm"] == pytest.approx(74.79)
+    assert b2n.loc["PERL", "from"] == "PERL paper, Table 1/5"
+    assert b2n.loc["R-MMA", "from"] == "R-MMA summary (its own recipe)"
+    assert report.reported_b2n_average("default_recipe", ["mmrl"]).loc["MMRL", "hm"] == pytest.approx(81.20)
+    transfer = report.reported_transfer("unified_1epoch", "2", METHODS)
+    assert list(transfer.index) == list(b2n.index)
+    assert list(transfer.columns) == ["ImageNet (source)", "cross-dataset avg", "DG avg", *DG_TARGETS]
+    assert pd.isna(transfer.loc["zero-shot CLIP", "cross-dataset avg"])  # Table 2 has no zero-shot row
+    assert pd.notna(transfer.loc["zero-shot CLIP", "DG avg"]) and pd.notna(transfer.loc["R-MMA", "cross-dataset avg"])
+
+
+def test_accuracy_against_parameters_points() -> None:
+    b2n = report.reported_b2n_average("unified_1epoch", METHODS)
+    points = report.reported_hm_params_points(b2n).set_index("method")
+    assert points.loc["zero-shot CLIP", "params"] == 0.0 and points.loc["PERL", "params"] == 6000.0
+    assert points.loc["R-MMA (own recipe)", "params"] == 480_000.0
+    assert (points["accuracy"] == points["hm"]).all()
+    summary = pd.DataFrame({"method": ["zero-shot CLIP", "PERL", "PERL"], "dataset": ["average", "average", "dtd"],
+                            "hm": [60.0, 65.0, 1.0]})
+    executed = report.hm_params_points(summary, {"zeroshot": 0, "perl": 42})
+    assert executed[["method", "params", "accuracy"]].values.tolist() == [["zero-shot CLIP", 0, 60.0],
+                                                                           ["PERL", 42, 65.0]]
+
+
+def test_transfer_by_target_averages_seeds() -> None:
+    names = ["imagenet", "xd_average", "dg_average", *XD_TARGETS, *DG_TARGETS]
+    payloads = [{"spec": {"method": method}, "metrics": {name: value + i for i, name in enumerate(names)}}
+                for method, value in (("perl", 10.0), ("zeroshot", 0.0), ("perl", 20.0))]
+    table = report.transfer_by_target(payloads)
+    assert list(table.columns) == ["PERL", "zero-shot CLIP"]
+    assert list(table.index[:3]) == ["ImageNet", "cross-dataset average", "DG average"] and len(table) == len(names)
+    assert table.loc["ImageNet", "PERL"] == 15.0 and table.loc["DG average", "zero-shot CLIP"] == 2.0
+
+
+def test_mma_adapter_note() -> None:
+    trained = SimpleNamespace(num_trainable=lambda: 1234, config=SimpleNamespace(adapter_scale=0.001))
+    predictions = pd.DataFrame({"images": [30, 20], "predictions that differ": [1, 0],
+                                "largest logit change": [0.01, 0.0234], "largest zero-shot logit": [9.0, 9.0]},
+                               index=pd.Index(["base", "novel"], name="test set"))
+    result = {"spec": {"dataset": "oxford_flowers"}, "train": {"steps": [{}] * 7}}
+    comparison = ZeroshotComparison(result, trained, 0.0525, predictions)
+    grid = pd.DataFrame({"method": ["MMA", "zero-shot CLIP"] * 3, "dataset": ["dtd", "dtd", "eurosat", "eurosat",
+                                                                              "average", "average"],
+                         "base": [1.0, 1.0, 2.0, 3.0, 0.0, 0.0], "novel": [1.0, 1.0, 2.0, 2.0, 0.0, 0.0]})
+    note = report.mma_adapter_note(comparison, grid, "mini")
+    assert "over the 7 SGD steps of the run its 1,234 adapter weights move by 5.25% of their initial norm" in note
+    assert "multiplied by 0.001" in note and "on Flowers102 the logits move by at most 0.023" in note
+    assert "1 of the 50 test predictions differs" in note
+    assert "equal zero-shot CLIP's on 1 of 11 datasets" in note and "on the mini CLIP, MMA is" in note
+    assert "11-dataset grid" not in report.mma_adapter_note(comparison, None, "paper")

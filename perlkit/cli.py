@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="results folder (default: the user cache, which the chapters read)")
     r.add_argument("--ship", action="store_true", help="write into the repository's data/results (maintainers)")
     r.add_argument("--parts", nargs="+", default=None,
-                   help="subset of the sweep (b2n transfer ablations rivals_default)")
+                   help="subset of the sweep (b2n transfer ablations rivals_default rmma_ablations)")
     r.add_argument("--only-stored", action="store_true", help="refresh stale results already stored, add none")
     r.add_argument("--status", action="store_true",
                    help="count done / stale / missing / failed runs per part (naming each failure's log) and exit")

@@ -118,3 +118,23 @@ def test_shipped_results_and_checkpoints_are_read_first(tmp_path: Path, monkeypa
     (shipped / "mini" / spec.filename).write_text(
         json.dumps({"schema": store_module.RESULT_SCHEMA, "spec": spec.to_dict(), "where": "shipped"}))
     assert store.get(spec)["where"] == "shipped"
+
+
+def test_rmma_ablations_are_rmma_runs_under_its_own_recipe() -> None:
+    """R-MMA's component ablation and its d / alpha / lambda sweep are ordinary R-MMA runs (issue 22)."""
+    from perlkit.experiments import RMMA_COMPONENTS, ablation_method, ablation_order, ablation_options, ablation_specs
+    from perlkit.experiments.sweeps import full_sweep_specs
+
+    pairs = ablation_specs("rmma_component", None, ["dtd"], [1], protocol="default")
+    assert [v for v, _ in pairs] == list(RMMA_COMPONENTS)
+    assert {spec.method for _, spec in pairs} == {"rmma"} and {spec.protocol for _, spec in pairs} == {"default"}
+    assert ablation_options("rmma_component", "w/o MAR") == {"mar": False}
+    assert ablation_options("rmma_dim", 32) == {"dim": 32} and ablation_method("steps") == "perl"
+    assert ablation_order("rmma_component", ["unshared", "full R-MMA"]) == ["full R-MMA", "unshared"]
+    with pytest.raises(ValueError, match="unknown ablation"):
+        ablation_method("rmma_depth")
+    with pytest.raises(ValueError, match="w/o MAR"):
+        ablation_options("rmma_component", "w/o everything")
+    sweep = full_sweep_specs("mini", (1,), ["rmma_ablations"])
+    assert {s.method for s in sweep} == {"rmma"} and len(sweep) == 11 * (6 + 2 + 2 + 2)  # the default run once
+    assert ablation_options("rmma_dim", 64) == {} == ablation_options("steps", 4)  # the published method itself

@@ -2,6 +2,9 @@
 
 from perlkit.experiments.ablations import (
     ABLATIONS,
+    RMMA_ABLATIONS,
+    RMMA_COMPONENTS,
+    ablation_method,
     ablation_options,
     ablation_order,
     ablation_specs,
@@ -30,10 +33,13 @@ from perlkit.experiments.store import RESULT_SCHEMA, ResultStore, RunSpec, cache
 __all__ = [
     "ABLATIONS",
     "RESULT_SCHEMA",
+    "RMMA_ABLATIONS",
+    "RMMA_COMPONENTS",
     "ResultStore",
     "RunSpec",
     "Session",
     "ZeroshotComparison",
+    "ablation_method",
     "ablation_options",
     "ablation_order",
     "ablation_specs",

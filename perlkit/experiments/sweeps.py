@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from perlkit.data import B2N_DATASETS
-from perlkit.experiments.ablations import ABLATIONS, ablation_specs
+from perlkit.experiments.ablations import ABLATIONS, RMMA_ABLATION_PROTOCOL, RMMA_ABLATIONS, ablation_specs
 from perlkit.experiments.protocols import Session, b2n_specs, transfer_specs
 from perlkit.experiments.store import ResultStore, RunSpec, run_fingerprint
 from perlkit.files import atomic_write_json
 from perlkit.methods import list_methods
 from perlkit.profiles import Profile
 
-SWEEP_PARTS = ("b2n", "transfer", "ablations", "rivals_default")
+SWEEP_PARTS = ("b2n", "transfer", "ablations", "rivals_default", "rmma_ablations")
 #: what ``perlkit results --status`` counts: current results, results of other code or weights, no result, and no
 #: result but a failure record (a task's exception, see ``record_failure``)
 RUN_STATES = ("done", "stale", "missing", "failed")
@@ -38,7 +38,7 @@ def rival_methods() -> list[str]:
 def full_sweep_specs(
     profile: str = "mini", seeds: Sequence[int] = (1,), parts: Iterable[str] | None = None
 ) -> list[RunSpec]:
-    """All runs of the book's tables: methods x protocols x datasets x seeds, and PERL's ablations."""
+    """All runs of the book's tables: methods x protocols x datasets x seeds, PERL's ablations and R-MMA's."""
     parts = list(parts or SWEEP_PARTS)
     unknown = set(parts) - set(SWEEP_PARTS)
     if unknown:
@@ -55,6 +55,10 @@ def full_sweep_specs(
     if "rivals_default" in parts:
         specs += b2n_specs(rival_methods(), B2N_DATASETS, seeds, profile, protocol="default")
         specs += transfer_specs(rival_methods(), seeds, profile, protocol="default")
+    if "rmma_ablations" in parts:  # under R-MMA's own recipe, as its summary ablates
+        for kind in RMMA_ABLATIONS:
+            specs += [spec for _, spec in ablation_specs(kind, None, B2N_DATASETS, seeds, profile,
+                                                         protocol=RMMA_ABLATION_PROTOCOL)]
     unique = {spec.key: spec for spec in specs}  # ablation defaults coincide with the b2n PERL runs
     return list(unique.values())
 

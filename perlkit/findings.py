@@ -312,3 +312,36 @@ def executed_findings(session: Session, seeds: Sequence[int] = (1,),
     """``findings_table`` on ``executed_grid``: the claims table a page shows, and the grid it rests on."""
     grid = executed_grid(session, seeds)
     return findings_table(grid.results, chapter), grid
+
+
+# ---------------------------------------------------------------------------------------------- R-MMA's claims
+def _mean_hm_by_value(pairs: Iterable[tuple[str, Mapping]]) -> dict[str, Estimate]:
+    """Mean HM over datasets per ablation value (and over seeds, when there are several)."""
+    grouped: dict[str, dict[int, list[Estimate]]] = {}
+    for value, result in pairs:
+        grouped.setdefault(str(value), {}).setdefault(result["spec"]["seed"], []).append(b2n_measure(result)["hm"])
+    return {value: over_seeds([mean(hms) for _, hms in sorted(seeds.items())]) for value, seeds in grouped.items()}
+
+
+def removal_verdicts(pairs: Iterable[tuple[str, Mapping]], full: str = "full R-MMA") -> pd.DataFrame:
+    """R-MMA's summary claims that removing each component lowers HM: per removed component, the reported drop
+    (``ablations.csv``, its own recipe on real data), the executed drop HM(full) - HM(without) with its interval, and
+    the verdict (holds: the executed drop is above 0)."""
+    pairs = list(pairs)
+    hm = _mean_hm_by_value(pairs)
+    params = {str(v): r.get("trainable_params") for v, r in pairs}
+    reported = load_reported("ablations")
+    reported = reported[reported["ablation"] == "rmma_components"].set_index("variant")["hm"].astype(float)
+    rows = []
+    for value, estimate in hm.items():
+        if value == full or full not in hm:
+            continue
+        drop = hm[full] - estimate
+        claim = Claim(f"HM({full}) − HM({value})", lambda _r, d=drop: d)
+        rows.append({
+            "removed": value, "trainable params": params.get(value),
+            "reported HM drop": round(reported[full] - reported[value], 2) if value in reported.index else None,
+            "executed HM drop": round(drop.value, 2), "95% interval": f"[{drop.low:.2f}, {drop.high:.2f}]",
+            "verdict": verdict(claim, drop) if value in reported.index else "no claim (perlkit's baseline)",
+        })
+    return pd.DataFrame(rows)

@@ -90,3 +90,19 @@ def test_missing_results_say_so() -> None:
     table = F.findings_table([r for r in _grid(1.0) if r["spec"]["method"] != "mma"])
     assert table.set_index("measured here").loc["PERL − MMA HM (mean); the claim: above −0.44", "verdict"] == \
         "no result"
+
+
+def test_rmma_removal_verdicts_follow_the_runs() -> None:
+    """Removing a component that the runs show to matter holds; one that changes nothing is not seen."""
+    def run(value: str, hm_shift: float, dataset: str) -> tuple[str, dict]:
+        result = _b2n("rmma", dataset, 70 + hm_shift, 70 + hm_shift, n=2000)
+        return value, {**result, "trainable_params": 100}
+
+    pairs = [run(v, s, d) for v, s in (("full R-MMA", 0.0), ("w/o MAR", -6.0), ("w/o fusion", 0.0), ("unshared", 1.0))
+             for d in B2N_DATASETS]
+    table = F.removal_verdicts(pairs).set_index("removed")
+    assert table.loc["w/o MAR", "verdict"] == F.HOLDS
+    assert table.loc["w/o MAR", "executed HM drop"] == pytest.approx(6.0)
+    assert table.loc["w/o MAR", "reported HM drop"] == pytest.approx(81.32 - 79.25)
+    assert table.loc["w/o fusion", "verdict"] == F.NOT_SEEN
+    assert table.loc["unshared", "verdict"].startswith("no claim")

@@ -616,3 +616,26 @@ def shipped_grid(session: Session, specs: Sequence[RunSpec]) -> ShippedGrid:
         elif session.store.get(spec) is not None:
             stale += 1
     return ShippedGrid(current, len(specs), stale)
+
+
+def training_cost_table(methods: Sequence[str] = ("rmma", "mma", "perl", "mmrl")) -> pd.DataFrame:
+    """Training cost per image of ``methods`` in every committed bench record (its device, model and batch: the
+    largest batch it timed), beside the R-MMA summary's reported RTX 4090 timings (``efficiency.csv``)."""
+    from perlkit.bench import load_records
+
+    rows = []
+    for name, record in sorted(load_records().items()):
+        for method in methods:
+            entry = record.methods.get(method)
+            if entry is None or not entry.train_ms_per_image:
+                continue
+            batch = max(entry.train_ms_per_image, key=int)
+            rows.append({"source": f"executed: {record.device_name} ({record.model}, {name})", "batch": batch,
+                         "method": plots.method_label(method), "ms / image": entry.train_ms_per_image[batch]})
+    reported = load_reported("efficiency")
+    reported = reported[reported["metric"] == "training_cost_per_image"]
+    for row in reported.itertuples():
+        rows.append({"source": "reported: R-MMA summary (RTX 4090)", "batch": "not stated",
+                     "method": plots.method_label(str(row.method).lower().replace("-", "")), "ms / image": row.value})
+    table = pd.DataFrame(rows).pivot_table(index=["source", "batch"], columns="method", values="ms / image")
+    return table.reset_index().rename_axis(columns=None)

@@ -394,3 +394,16 @@ def test_mma_adapter_note() -> None:
     assert "1 of the 50 test predictions differs" in note
     assert "equal zero-shot CLIP's on 1 of 11 datasets" in note and "on the mini CLIP, MMA is" in note
     assert "11-dataset grid" not in report.mma_adapter_note(comparison, None, "paper")
+
+
+def test_training_cost_table_reads_every_bench_record_beside_the_reported_timings() -> None:
+    from perlkit.bench import load_records
+    from perlkit.report import training_cost_table
+
+    table = training_cost_table().set_index("source")
+    reported = table.loc["reported: R-MMA summary (RTX 4090)"]
+    assert reported["R-MMA"] == pytest.approx(1.6) and reported["MMA"] == pytest.approx(2.2)
+    records = load_records()
+    mini = records["mini-cpu.json"].methods["rmma"].train_ms_per_image
+    row = table[table.index.str.contains("mini-cpu.json")].iloc[0]
+    assert row["R-MMA"] == pytest.approx(mini[max(mini, key=int)]) and row["batch"] == max(mini, key=int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -285,3 +286,98 @@ def test_rmma_alpha_zero_is_clip_and_sep_loss(tiny_backbone: FrozenCLIP, tiny_ba
     assert rmma.separation_loss().item() == pytest.approx(0.0, abs=1e-6)
     out = rmma(images, labels, rmma.class_set(prompts))
     assert out.loss.item() == pytest.approx(out.terms["ce"] + 0.6 * out.terms["sep"], rel=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ R-MMA components
+def _rmma_counts(backbone: FrozenCLIP, d: int = 16) -> dict[str, int]:
+    """Per-component parameter counts of one shared adapter (the docstring's arithmetic)."""
+    wv, wt = backbone.width("vision"), backbone.width("text")
+    per_modality = (wv * d + d) + (wt * d + d)
+    return {"v0": d, "route": 2 * (d * d + d), "query": per_modality, "key": per_modality, "value": per_modality,
+            "align": 2 * (d * d + d), "fuse": 2 * d * d + d, "down": per_modality,
+            "up": (d * wv + wv) + (d * wt + wt)}
+
+
+@pytest.mark.parametrize(("option", "removed"), [
+    ({"mar": False}, ("route", "v0")), ({"attention": False}, ("key", "value")), ({"fusion": False}, ("fuse",)),
+])
+def test_rmma_component_options_remove_their_part(tiny_backbone: FrozenCLIP, tiny_batch, option: dict,
+                                                  removed: tuple[str, ...]) -> None:
+    """Each ablation option of the R-MMA summary really removes its weights, and the model still trains."""
+    images, labels, prompts = tiny_batch
+    counts = _rmma_counts(tiny_backbone)
+    method = _build("rmma", tiny_backbone, **option)
+    assert method.num_trainable() == sum(counts.values()) - sum(counts[name] for name in removed)
+    names = {name.split(".")[0] for name, _ in method.trainable_parameters()}
+    assert not names & set(removed) and names == set(counts) - set(removed)
+    out = method(images, labels, method.class_set(prompts))
+    out.loss.backward()
+    assert all(p.grad is not None for _, p in method.trainable_parameters())
+
+
+def test_rmma_without_mar_the_query_ignores_the_latent(tiny_backbone: FrozenCLIP, tiny_batch) -> None:
+    """With routing a block's new latent depends on the incoming one; without it, it does not (and v0 is gone)."""
+    images, _, _ = tiny_batch
+    method = _build("rmma", tiny_backbone, mar=False, alpha=1.0)
+    state = tiny_backbone.base("vision", images, 4)
+    n_hidden = tiny_backbone.run_blocks("vision", state.hidden, 4, 5)
+    valid = torch.ones(n_hidden.shape[:2], dtype=torch.bool)
+    latent = torch.randn(images.shape[0], 16)
+    _, first = method.step("vision", n_hidden, latent, state.readout, valid)
+    _, second = method.step("vision", n_hidden, latent * 3.0, state.readout, valid)
+    assert torch.equal(first, second)  # the new latent no longer depends on the old one
+    routed = _build("rmma", tiny_backbone, alpha=1.0)
+    _, a = routed.step("vision", n_hidden, latent, state.readout, valid)
+    _, b = routed.step("vision", n_hidden, latent * 3.0, state.readout, valid)
+    assert not torch.allclose(a, b)
+
+
+def test_rmma_sep_weight_zero_drops_the_separation_loss(tiny_backbone: FrozenCLIP, tiny_batch) -> None:
+    images, labels, prompts = tiny_batch
+    method = _build("rmma", tiny_backbone, sep_weight=0.0)
+    out = method(images, labels, method.class_set(prompts))
+    assert out.loss.item() == pytest.approx(out.terms["ce"], abs=0.0) and out.terms["sep"] > 0
+    without_mar = _build("rmma", tiny_backbone, mar=False)
+    align = without_mar.align
+    assert torch.equal(without_mar.separation_loss(),
+                       torch.linalg.matrix_norm(align["vision"].weight.t() @ align["text"].weight))
+
+
+def test_rmma_unshared_is_one_adapter_per_block(tiny_backbone: FrozenCLIP, tiny_batch) -> None:
+    """shared=False, the non-recurrent baseline: 8 adapters for blocks 5-12 (v0 stays one vector)."""
+    images, labels, prompts = tiny_batch
+    counts = _rmma_counts(tiny_backbone)
+    method = _build("rmma", tiny_backbone, shared=False)
+    assert method.num_trainable() == counts["v0"] + 8 * (sum(counts.values()) - counts["v0"])
+    assert method.part("up", 0) is not method.part("up", 7)
+    shared = _build("rmma", tiny_backbone)
+    assert shared.part("up", 0) is shared.part("up", 7)
+    out = method(images, labels, method.class_set(prompts))
+    out.loss.backward()
+    assert method.part("query", 7)["text"].weight.grad is not None
+
+
+#: R-MMA's loss on the tiny batch (init seed 5, d = 16), recorded before the component options existed
+RMMA_DEFAULT_LOSS = 2.5334198474884033
+
+
+def test_rmma_defaults_are_unchanged_by_the_options(tiny_backbone: FrozenCLIP, tiny_batch) -> None:
+    """The default R-MMA (every component, shared) gives the loss recorded before the options existed."""
+    images, labels, prompts = tiny_batch
+    torch.manual_seed(5)
+    method = build_method("rmma", tiny_backbone, dim=16)
+    out = method(images, labels, method.class_set(prompts))
+    assert out.loss.item() == pytest.approx(RMMA_DEFAULT_LOSS, abs=1e-6)
+
+
+def test_rmma_params_command_counts_each_variant(capsys) -> None:
+    from perlkit.cli import main
+
+    counts = {}
+    for option in ("mar=false", "attention=false", "fusion=false", "shared=false"):
+        assert main(["params", "--method", "rmma", "--option", option, "--json"]) == 0
+        counts[option] = json.loads(capsys.readouterr().out)["trainable"]
+    assert counts["mar=false"] == 436_352 - 8_320 - 64
+    assert counts["attention=false"] == 436_352 - 2 * (768 * 64 + 64 + 512 * 64 + 64)
+    assert counts["fusion=false"] == 436_352 - (128 * 64 + 64)
+    assert counts["shared=false"] == 64 + 8 * (436_352 - 64)

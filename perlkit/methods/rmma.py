@@ -39,6 +39,18 @@ Choices made here (the summary is silent):
   extends MMA), weight decay the Dassl default 5e-4. These apply under protocol='default'; the unified protocol
   runs one epoch with a per-step cosine, CoOp's templates and crop scale (0.5, 1), as for every method.
 
+Components can be removed one at a time, as the summary's ablation does (each option says what replaces the part):
+
+* ``mar=False`` (no modality-aware routing): no ``W_Iu``, ``W_Tu``, and no ``v^(0)`` (only the routing reads the
+  incoming latent); the query is the sequence's own CLS/EOS term ``W_mQ n_readout`` alone, and ``L_sep`` keeps only
+  its alignment term.
+* ``attention=False`` (no attention alignment): no ``W_mK``, ``W_mV``; the aligned token is the query itself
+  (``v~_m = q``), so the latent no longer looks at the other tokens.
+* ``fusion=False``: no ``W_F``; the new latent is the aligned slot ``W_md v~_m`` itself.
+* ``sep_weight=0``: no ``L_sep`` (the weights stay; nothing keeps the two routes apart).
+* ``shared=False`` (the non-recurrent baseline): one adapter per adapted block instead of one for all (``v^(0)`` stays
+  one vector); ``L_sep`` is the mean over blocks, so lambda keeps its scale.
+
 Parameters (ViT-B/16, d = 64): v0 64 + MAR 2 (64*64 + 64) = 8,320 + attention Q, K, V 3 [(768*64 + 64) +
 (512*64 + 64)] = 246,144 + W_Id, W_Td 8,320 + W_F (128*64 + 64) = 8,256 + D_m (768*64 + 64) + (512*64 + 64) = 82,048
 + U_m (64*768 + 768) + (64*512 + 512) = 83,200 -> **436,352** (0.44M; the summary reports 0.48M / 0.482M, so the
@@ -71,12 +83,23 @@ class RMMAConfig:
     alpha: float = 0.1  # injection strength
     sep_weight: float = 0.6  # lambda of L_sep
     up_init_std: float = 1e-3
+    mar: bool = True  # modality-aware routing W_mu (off: the query is the CLS/EOS term alone)
+    attention: bool = True  # attention alignment K, V (off: the aligned token is the query itself)
+    fusion: bool = True  # W_F (off: the new latent is the aligned slot itself)
+    shared: bool = True  # one adapter for every adapted block (off: one per block, the non-recurrent baseline)
 
     def __post_init__(self) -> None:
         if not 1 <= self.start_layer <= self.end_layer:
             raise ValueError(f"need 1 <= start_layer <= end_layer, got {self.start_layer}..{self.end_layer}")
         if self.dim < 1:
             raise ValueError(f"dim must be >= 1, got {self.dim}")
+        if self.sep_weight < 0:
+            raise ValueError(f"sep_weight must be >= 0, got {self.sep_weight}")
+
+    @property
+    def adapted_blocks(self) -> int:
+        """How many blocks the adapter runs after."""
+        return self.end_layer - self.start_layer + 1
 
 
 def _per_modality(make: Any, widths: dict[str, int]) -> nn.ModuleDict:
@@ -121,42 +144,70 @@ class RMMA(AdaptedEncoders):
                 )
         d = cfg.dim
         widths = {m: backbone.width(m) for m in MODALITIES}
-        self.v0 = nn.Parameter(torch.randn(d) * 0.02)
-        self.route = _per_modality(lambda w: nn.Linear(d, d), widths)  # W_Iu, W_Tu
-        self.query = _per_modality(lambda w: nn.Linear(w, d), widths)
-        self.key = _per_modality(lambda w: nn.Linear(w, d), widths)
-        self.value = _per_modality(lambda w: nn.Linear(w, d), widths)
-        self.align = _per_modality(lambda w: nn.Linear(d, d), widths)  # W_Id, W_Td
-        self.fuse = nn.Linear(2 * d, d)  # W_F
-        self.down = _per_modality(lambda w: nn.Linear(w, d), widths)  # D_m
-        self.up = _per_modality(lambda w: nn.Linear(d, w), widths)  # U_m
-        for up in self.up.values():
-            nn.init.normal_(up.weight, std=cfg.up_init_std)
-            nn.init.zeros_(up.bias)
+
+        def adapter_part(make: Any, enabled: bool = True) -> nn.Module | None:
+            """One module for every adapted block (shared), or one per block; None for a removed component."""
+            if not enabled:
+                return None
+            return make() if cfg.shared else nn.ModuleList(make() for _ in range(cfg.adapted_blocks))
+
+        self.v0 = nn.Parameter(torch.randn(d) * 0.02) if cfg.mar else None
+        self.route = adapter_part(lambda: _per_modality(lambda w: nn.Linear(d, d), widths), cfg.mar)  # W_Iu, W_Tu
+        self.query = adapter_part(lambda: _per_modality(lambda w: nn.Linear(w, d), widths))
+        self.key = adapter_part(lambda: _per_modality(lambda w: nn.Linear(w, d), widths), cfg.attention)
+        self.value = adapter_part(lambda: _per_modality(lambda w: nn.Linear(w, d), widths), cfg.attention)
+        self.align = adapter_part(lambda: _per_modality(lambda w: nn.Linear(d, d), widths))  # W_Id, W_Td
+        self.fuse = adapter_part(lambda: nn.Linear(2 * d, d), cfg.fusion)  # W_F
+        self.down = adapter_part(lambda: _per_modality(lambda w: nn.Linear(w, d), widths))  # D_m
+        self.up = adapter_part(lambda: _per_modality(lambda w: nn.Linear(d, w), widths))  # U_m
+        for block in range(1 if cfg.shared else cfg.adapted_blocks):
+            for up in self.part("up", block).values():
+                nn.init.normal_(up.weight, std=cfg.up_init_std)
+                nn.init.zeros_(up.bias)
+
+    def part(self, name: str, block: int) -> nn.Module:
+        """A component of the adapter at the ``block``-th adapted block (the same one at every block when shared)."""
+        module = getattr(self, name)
+        return module if self.config.shared else module[block]
 
     # ----------------------------------------------------------------- the recurrent adapter
     def separation_loss(self) -> torch.Tensor:
-        """L_sep = ||W_Iu^T W_Tu||_F + ||W_Id^T W_Td||_F: keeps the two modality routes orthogonal."""
-        route = torch.linalg.matrix_norm(self.route["vision"].weight.t() @ self.route["text"].weight)
-        align = torch.linalg.matrix_norm(self.align["vision"].weight.t() @ self.align["text"].weight)
-        return route + align
+        """L_sep = ||W_Iu^T W_Tu||_F + ||W_Id^T W_Td||_F: keeps the two modality routes orthogonal (without MAR only
+        the alignment term; with one adapter per block, the mean over blocks)."""
+        names = ("route", "align") if self.config.mar else ("align",)
+        blocks = 1 if self.config.shared else self.config.adapted_blocks
+        terms = [torch.linalg.matrix_norm(self.part(name, b)["vision"].weight.t() @ self.part(name, b)["text"].weight)
+                 for b in range(blocks) for name in names]
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        return total if blocks == 1 else total / blocks
 
     def step(
-        self, modality: str, frozen_out: torch.Tensor, latent: torch.Tensor, readout: torch.Tensor, valid: torch.Tensor
+        self, modality: str, frozen_out: torch.Tensor, latent: torch.Tensor, readout: torch.Tensor, valid: torch.Tensor,
+        block: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One adapted block: route, align by attention, fuse, inject. Returns (new tokens, new latent)."""
-        d = self.config.dim
+        """One adapted block (the ``block``-th): route, align by attention, fuse, inject, each unless removed.
+        Returns (new tokens, new latent)."""
+        cfg = self.config
         n = F.layer_norm(frozen_out, frozen_out.shape[-1:])
-        query = self.route[modality](latent) + self.query[modality](FrozenCLIP.readout(n, readout))
-        keys, values = self.key[modality](n), self.value[modality](n)
-        scores = torch.einsum("nd,nld->nl", query, keys) / math.sqrt(d)
-        scores = scores.masked_fill(~valid, float("-inf"))
-        aligned = torch.einsum("nl,nld->nd", scores.softmax(dim=-1), values)
-        slot = self.align[modality](aligned)
-        zeros = torch.zeros_like(slot)
-        latent = self.fuse(torch.cat([slot, zeros] if modality == "vision" else [zeros, slot], dim=-1))
-        residual = self.up[modality](F.relu(self.down[modality](n) + latent.unsqueeze(1)))
-        return frozen_out + self.config.alpha * residual, latent
+        own = self.part("query", block)[modality](FrozenCLIP.readout(n, readout))
+        query = self.part("route", block)[modality](latent) + own if cfg.mar else own
+        if cfg.attention:
+            keys, values = self.part("key", block)[modality](n), self.part("value", block)[modality](n)
+            scores = torch.einsum("nd,nld->nl", query, keys) / math.sqrt(cfg.dim)
+            scores = scores.masked_fill(~valid, float("-inf"))
+            aligned = torch.einsum("nl,nld->nd", scores.softmax(dim=-1), values)
+        else:
+            aligned = query
+        slot = self.part("align", block)[modality](aligned)
+        if cfg.fusion:
+            zeros = torch.zeros_like(slot)
+            latent = self.part("fuse", block)(torch.cat([slot, zeros] if modality == "vision" else [zeros, slot], -1))
+        else:
+            latent = slot
+        residual = self.part("up", block)[modality](F.relu(self.part("down", block)[modality](n) + latent.unsqueeze(1)))
+        return frozen_out + cfg.alpha * residual, latent
 
     def encode(self, modality: str, state: EncodedTokens) -> torch.Tensor:
         """Frozen blocks with the shared adapter after each adapted one, then CLIP's pooling and projection."""
@@ -167,11 +218,14 @@ class RMMA(AdaptedEncoders):
             valid = positions.unsqueeze(0) <= state.readout.unsqueeze(1)
         else:
             valid = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
-        latent = self.v0.to(hidden.dtype).expand(hidden.shape[0], -1)
+        if self.v0 is not None:
+            latent = self.v0.to(hidden.dtype).expand(hidden.shape[0], -1)
+        else:  # without routing nothing reads the incoming latent
+            latent = hidden.new_zeros(hidden.shape[0], cfg.dim)
         for i in range(cfg.start_layer - 1, self.backbone.depth(modality)):
             hidden = self.backbone.run_blocks(modality, hidden, i, i + 1)
             if i < cfg.end_layer:
-                hidden, latent = self.step(modality, hidden, latent, state.readout, valid)
+                hidden, latent = self.step(modality, hidden, latent, state.readout, valid, i - (cfg.start_layer - 1))
         return self.backbone.project(modality, FrozenCLIP.readout(hidden, state.readout))
 
     def first_adapted_block(self) -> int:

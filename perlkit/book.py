@@ -114,12 +114,12 @@ def open_session(
     this cell; chapters tag it ``nbval-ignore-output``).
     """
     import pandas as pd
-    import seaborn as sns
 
     from perlkit.experiments import Session
+    from perlkit.plots import book_style
     from perlkit.profiles import get_profile
 
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    book_style()  # figures at most the column's width, fonts of at least 9 pt, stored at twice the size shown
     pd.options.display.float_format = "{:.2f}".format
     session = Session(get_profile(profile, data_root=data_root, pretrained=pretrained, model=model), progress=False)
     _ = session.backbone

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -12,6 +14,164 @@ import seaborn as sns
 from perlkit.data import DISPLAY_NAMES
 from perlkit.experiments.ablations import ablation_order
 from perlkit.experiments.store import device_label
+
+# ================================================================================================================
+# Every chapter: the book's figure style, panel layout, legends, titles and point labels.
+# ================================================================================================================
+
+#: the book's text column in inches (~690 CSS px at 96 px an inch): no figure is drawn wider, so none is shrunk
+BOOK_WIDTH = 7.0
+#: the smallest font size (pt) of any figure text: figures are shown at 1:1 in the column, so 9 pt reads as 12 px
+MIN_FONT_SIZE = 9.0
+#: matplotlib settings of every book figure (over seaborn's "notebook" theme): an inch is drawn as 96 CSS px, and no
+#: font is smaller than MIN_FONT_SIZE
+BOOK_RC: dict[str, Any] = {
+    "figure.dpi": 96, "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "figure.titlesize": 11,
+    "xtick.labelsize": MIN_FONT_SIZE, "ytick.labelsize": MIN_FONT_SIZE, "legend.fontsize": MIN_FONT_SIZE,
+    "legend.title_fontsize": MIN_FONT_SIZE,
+}
+
+
+def book_style() -> None:
+    """Apply the book's figure settings once per chapter (``perlkit.book.open_session`` does): seaborn's theme with
+    ``BOOK_RC``, and, in a notebook, figures stored as PNG at twice the size they are shown at (sharp on dense screens;
+    the output's width metadata keeps them at 1:1). Not SVG: nbval compares an SVG output byte for byte, and
+    matplotlib writes a fresh date and random element ids into every one."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", rc=BOOK_RC)
+    from IPython import get_ipython
+
+    if get_ipython() is not None:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("retina")
+
+
+def panel_grid(count: int, height: float, max_cols: int = 2, panel_width: float | None = None,
+               **subplot_kw: Any) -> tuple[plt.Figure, list[plt.Axes]]:
+    """``count`` panels in rows of at most ``max_cols``, the figure at most ``BOOK_WIDTH`` wide: one long row of panels
+    was shrunk by the page until its text could not be read (at 2 a row each panel keeps ~3.5 in). Returns the figure
+    and the ``count`` axes in reading order; the cells left over in the last row are removed."""
+    if count < 1:
+        raise ValueError("panel_grid needs at least one panel")
+    cols = max(1, min(count, max_cols))
+    rows = -(-count // cols)
+    width = BOOK_WIDTH if panel_width is None else min(BOOK_WIDTH, panel_width * cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height * rows), squeeze=False, **subplot_kw)
+    flat = list(axes.flat)
+    for ax in flat[count:]:
+        fig.delaxes(ax)
+    return fig, flat[:count]
+
+
+def panel_title(ax: plt.Axes, title: str, size: float = 10, **title_kw: Any) -> None:
+    """A panel's title, each line wrapped to the panel's width, so a long source name never widens the figure or runs
+    into its neighbour's title."""
+    cell_inches = ax.figure.get_figwidth() / ax.get_subplotspec().get_gridspec().ncols  # the panel's share of the row
+    chars = max(12, int(0.8 * cell_inches * 72 / (0.55 * size)))
+    lines = [part for line in str(title).splitlines()
+             for part in textwrap.wrap(line, chars, break_on_hyphens=False) or [""]]
+    ax.set_title("\n".join(lines), fontsize=size, **title_kw)
+
+
+def slant_ticks(ax: plt.Axes, rotation: float = 40) -> None:
+    """Slanted x tick labels, each ending under its tick (long dataset or method names, side by side, collide)."""
+    ax.tick_params(axis="x", rotation=rotation)
+    for tick in ax.get_xticklabels():
+        tick.set_horizontalalignment("right")
+        tick.set_rotation_mode("anchor")
+
+
+def _legend_columns(labels: Sequence[str], width_in: float) -> int:
+    """As many legend columns as fit ``width_in`` (entries estimated at the legend's font size, plus their marker)."""
+    entry_pt = max((len(str(label)) for label in labels), default=1) * 0.55 * MIN_FONT_SIZE + 30
+    return max(1, min(len(labels), int(width_in * 72 // entry_pt)))
+
+
+def figure_legend(fig: plt.Figure, handles: Sequence[Any], labels: Sequence[str], title: str = "",
+                  below: bool = False) -> None:
+    """One legend for all panels, above them (or ``below``), where it cannot cover a point or a bar, in as many columns
+    as the figure's width holds; ``title`` goes above everything, placed after the legend is measured so the two never
+    overlap. Call after ``tight_layout``."""
+    legend = fig.legend(handles, labels, loc="upper center" if below else "lower center",
+                        bbox_to_anchor=(0.5, 0.0 if below else 1.0), ncol=_legend_columns(labels, fig.get_figwidth()),
+                        frameon=False, title=None)
+    if title:
+        top = 1.0 if below else legend.get_window_extent(fig.canvas.get_renderer()).y1 / fig.bbox.height
+        figure_title(fig, title, y=top, va="bottom")
+
+
+def figure_title(fig: plt.Figure, title: str, **suptitle_kw: Any) -> None:
+    """The figure's title (the profile or source it shows), wrapped to the figure's width; nothing when empty."""
+    if title:
+        chars = int(fig.get_figwidth() * 72 / (0.55 * BOOK_RC["figure.titlesize"]))
+        fig.suptitle("\n".join(textwrap.wrap(str(title), chars)), **suptitle_kw)
+
+
+def label_points(ax: plt.Axes, xs: Sequence[float], ys: Sequence[float], names: Sequence[str],
+                 marker_size: float = 40, size: float = MIN_FONT_SIZE) -> list[Any]:
+    """Name each point beside it so that no two names overlap, nor a name a point: each name takes the first free spot
+    of a fixed ring of offsets (right, above, below, left, the diagonals), then of wider rings with a leader line. The
+    order is fixed, so the figure is the same on every run. Call once the layout is final (after ``tight_layout``):
+    spots are measured on the page."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    px = fig.dpi / 72  # display pixels a point
+    frame = ax.get_window_extent(renderer)
+    centres = ax.transData.transform(list(zip(xs, ys, strict=True)))
+    radius = (math.sqrt(marker_size) / 2 + 1) * px
+    taken = [(x - radius, y - radius, x + radius, y + radius) for x, y in centres]  # points are obstacles too
+    if ax.get_legend() is not None:  # and so is the panel's legend
+        legend = ax.get_legend().get_window_extent(renderer)
+        taken.append((legend.x0, legend.y0, legend.x1, legend.y1))
+    # (dx, dy, horizontal alignment, vertical alignment): a unit direction and the text corner that sits on it
+    ring = [(1, 0, "left", "center"), (0.7, 0.7, "left", "bottom"), (0.7, -0.7, "left", "top"),
+            (0, 1, "center", "bottom"), (0, -1, "center", "top"), (-1, 0, "right", "center"),
+            (-0.7, 0.7, "right", "bottom"), (-0.7, -0.7, "right", "top")]
+    out = []
+    for i, (data_x, data_y, (x, y), name) in enumerate(zip(xs, ys, centres, names, strict=True)):
+        probe = fig.text(0, 0, str(name), fontsize=size)  # measured off the axes: (0, 0) has no place on a log axis
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = extent.width, extent.height
+        best, best_cost = None, math.inf
+        for distance in (6, 16, 28, 42):
+            for dx, dy, ha, va in ring:
+                ax0 = x + dx * distance * px - {"left": 0, "center": w / 2, "right": w}[ha]
+                ay0 = y + dy * distance * px - {"bottom": 0, "center": h / 2, "top": h}[va]
+                box = (ax0, ay0, ax0 + w, ay0 + h)
+                cost = _spot_cost(box, taken, (frame.x0, frame.y0, frame.x1, frame.y1), centres, i)
+                if cost < best_cost:
+                    best, best_cost = (distance, dx * distance, dy * distance, ha, va, box), cost
+                if cost == 0:
+                    break
+            if best_cost == 0:
+                break
+        distance, dx, dy, ha, va, box = best
+        leader = {"arrowprops": {"arrowstyle": "-", "color": "0.5", "lw": 0.6}} if distance > 6 else {}  # wider rings
+        out.append(ax.annotate(str(name), (data_x, data_y), xytext=(dx, dy),
+                               textcoords="offset points", ha=ha, va=va, fontsize=size, **leader))
+        taken.append(box)
+    return out
+
+
+def _spot_cost(box: tuple[float, float, float, float], taken: Sequence[tuple[float, float, float, float]],
+               frame: tuple[float, float, float, float], centres: Any, own: int) -> float:
+    """How bad a spot is for a name: the area it shares with names and points already there, heavily what falls
+    outside the panel, and a little (less than any overlap) when another point is nearer than its own to the spot on
+    the name's edge closest to its own point (where a reader looks for the point it names)."""
+    outside = (max(0, frame[0] - box[0]) + max(0, box[2] - frame[2]) + max(0, frame[1] - box[1])
+               + max(0, box[3] - frame[3]))
+    x, y = centres[own]
+    edge = (min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3]))
+    reach = math.dist(edge, (x, y))
+    nearer = any(math.dist(edge, tuple(c)) < reach for j, c in enumerate(centres) if j != own)
+    return sum(_overlap(box, other) for other in taken) + 100 * outside + 0.5 * nearer
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Area two (x0, y0, x1, y1) boxes share, with a pixel of clearance."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + 1) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+
 
 # ================================================================================================================
 # Chapters 07 (ablations), 09 (efficiency) and 10 (comparison); provenance_caption also serves chapter 04.
@@ -41,8 +201,8 @@ def metric_panels(
     """
     if not panels:
         raise ValueError("metric_panels needs at least one (title, frame) panel")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), height), squeeze=False)
-    for ax, (title, frame) in zip(axes[0], panels, strict=True):
+    fig, axes = panel_grid(len(panels), height, panel_width=BOOK_WIDTH / 2)
+    for ax, (title, frame) in zip(axes, panels, strict=True):
         long = _long_metrics(frame)
         values = list(order) if order is not None else list(dict.fromkeys(long["value"]))
         values = [v for v in values if v in set(long["value"])]
@@ -54,17 +214,16 @@ def metric_panels(
         elif kind == "bar":
             sns.barplot(data=long, x="value", y="accuracy", hue="metric", order=values, ax=ax, errorbar=None)
             ax.set_ylim(0, 100)  # bars start at 0, so their heights are the accuracies
-            ax.tick_params(axis="x", rotation=30)
+            slant_ticks(ax, 30)
         else:
             raise ValueError(f"kind must be 'line' or 'bar', got {kind!r}")
-        ax.set_title(title, fontsize=10)
+        panel_title(ax, title)
         ax.set_xlabel(x_label)
         ax.set_ylabel("accuracy (%)" if kind == "bar" else "accuracy (%), axis not from 0")
         handles, labels = ax.get_legend_handles_labels()
         ax.get_legend().remove()
-    # one legend above the panels, where it cannot cover a line or a bar
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(labels), frameon=False)
     fig.tight_layout()
+    figure_legend(fig, handles, labels)
     return fig
 
 
@@ -101,7 +260,7 @@ def params_scatter(
     y_label: str,
     zero_at: float | Sequence[float | None] | None = None,
     highlight: str | None = "PERL",
-    height: float = 3.8,
+    height: float = 3.4,
 ) -> plt.Figure:
     """Accuracy against trainable parameters on a log x axis (the paper's Fig. 1), one panel per source.
 
@@ -109,72 +268,83 @@ def params_scatter(
     cannot sit on a log axis; like the paper's Fig. 1 it is drawn at ``zero_at`` (one value, or one per panel;
     None: a decade below the panel's smallest positive count) and its label says so.
     """
-    cols = min(2, len(panels))  # three panels in one row were too small to read in the book
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, height * rows), squeeze=False)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
+    # one panel a row: the paper's dozen named points need the column's whole width to stay apart
+    fig, axes = panel_grid(len(panels), height, max_cols=1)
     zeros = list(zero_at) if isinstance(zero_at, Sequence) else [zero_at] * len(panels)
-    for ax, (title, frame), zero in zip(list(axes.flat)[: len(panels)], panels, zeros, strict=True):
+    points = []
+    for ax, (title, frame), zero in zip(axes, panels, zeros, strict=True):
         positive = frame.loc[frame["params"] > 0, "params"]
         if zero is None:
             zero = 10.0 ** (math.floor(math.log10(positive.min())) - 1) if len(positive) else 1.0
-        zero_at = zero
-        data = frame.assign(x=frame["params"].where(frame["params"] > 0, zero_at))
+        data = frame.assign(x=frame["params"].where(frame["params"] > 0, zero)).sort_values("x", kind="stable")
         colours = ["tab:red" if highlight and str(m).lower().startswith(highlight.lower()) else "tab:blue"
                    for m in data["method"]]
         ax.scatter(data["x"], data["accuracy"], c=colours, s=40, zorder=3)
-        span = max(1e-9, data["accuracy"].max() - data["accuracy"].min())
-        placed: list[tuple[float, float]] = []
-        for _, row in data.sort_values("x").iterrows():
-            name = f"{row['method']} (0, drawn at {zero_at:g})" if row["params"] <= 0 else str(row["method"])
-            # a label near an already labelled point (x within 3x, y within 12% of the range) goes below its point
-            crowded = any(abs(math.log10(row["x"] / x)) < 0.5 and abs(row["accuracy"] - y) < 0.12 * span
-                          for x, y in placed)
-            placed.append((row["x"], row["accuracy"]))
-            ax.annotate(name, (row["x"], row["accuracy"]), textcoords="offset points",
-                        xytext=(4, -11) if crowded else (4, 4), fontsize=8)
+        names = [f"{m} (0, drawn at {zero:g})" if p <= 0 else str(m) for m, p in zip(data["method"], data["params"],
+                                                                                     strict=True)]
+        points.append((ax, data, names))
         ax.set_xscale("log")
         lo, hi = data["x"].min(), data["x"].max()
-        ax.set_xlim(lo / 2, hi * 4)
-        pad = max(1.0, 0.08 * (data["accuracy"].max() - data["accuracy"].min()))
-        ax.set_ylim(data["accuracy"].min() - pad, data["accuracy"].max() + 2 * pad)
+        ax.set_xlim(lo / 3, hi * 6)  # room for a name on either side of the outermost points
+        pad = max(1.0, 0.12 * (data["accuracy"].max() - data["accuracy"].min()))
+        ax.set_ylim(data["accuracy"].min() - 1.5 * pad, data["accuracy"].max() + 1.5 * pad)
         ax.set_xlabel("trainable parameters (log scale)")
         ax.set_ylabel(y_label)
-        ax.set_title(title, fontsize=10)
+        panel_title(ax, title)
     fig.tight_layout()
+    for ax, data, names in points:  # once the layout is final: names are placed on the page
+        label_points(ax, list(data["x"]), list(data["accuracy"]), names)
     return fig
 
 
 def method_bars(panels: Sequence[tuple[str, pd.DataFrame, str, str]], height: float = 3.2) -> plt.Figure:
     """One bar per method for a cost (ms per image, MB, ...), in the frame's row order; one panel per
-    ``(title, frame, column, y label)``, side by side in one figure. Rows without a value are left out."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), height), squeeze=False)
-    for ax, (title, frame, column, y_label) in zip(axes[0], panels, strict=True):
+    ``(title, frame, column, y label)``, two a row. Rows without a value are left out. Panels left with a single bar
+    (a record that measured one method) are merged, per y label, into one last panel of grouped bars: x names the
+    panel they came from, colour the method."""
+    kept: list[tuple[str, pd.DataFrame, str, bool]] = []  # (title, bars, y label, merged)
+    singles: dict[str, list[tuple[str, pd.DataFrame, str, bool]]] = {}
+    for title, frame, column, y_label in panels:
         data = frame.dropna(subset=[column])
-        sns.barplot(data=data, x="method", y=column, order=list(data["method"]), ax=ax, color="tab:blue")
+        bars = data.assign(where=title, value=data[column])[["where", "method", "value"]]
+        (singles.setdefault(y_label, []) if len(bars) == 1 else kept).append((title, bars, y_label, False))
+    for y_label, group in singles.items():
+        if len(group) == 1:
+            kept.append(group[0])
+        else:
+            merged = pd.concat([bars for _, bars, _, _ in group], ignore_index=True)
+            if merged["where"].duplicated().any():  # two panels with one title: number them, never average them
+                merged["where"] = [f"{w} ({i + 1})" for i, w in enumerate(merged["where"])]
+            kept.append((", ".join(dict.fromkeys(merged["method"])), merged, y_label, True))
+    fig, axes = panel_grid(len(kept), height, panel_width=BOOK_WIDTH / 2)
+    for ax, (title, bars, y_label, grouped) in zip(axes, kept, strict=True):
+        if grouped:
+            chars = max(10, int(BOOK_WIDTH / 2 * 72 / (0.55 * MIN_FONT_SIZE) / bars["where"].nunique()) - 4)
+            wrapped = bars.assign(where=["\n".join(textwrap.wrap(t, chars)) for t in bars["where"]])
+            sns.barplot(data=wrapped, x="where", y="value", hue="method", order=list(dict.fromkeys(wrapped["where"])),
+                        ax=ax, legend=bars["method"].nunique() > 1)
+        else:
+            sns.barplot(data=bars, x="method", y="value", order=list(bars["method"]), ax=ax, color="tab:blue")
+            slant_ticks(ax, 40)
         ax.set_xlabel("")
         ax.set_ylabel(y_label)
-        ax.set_title(title, fontsize=10)
-        ax.tick_params(axis="x", rotation=40)
-        for tick in ax.get_xticklabels():
-            tick.set_horizontalalignment("right")
+        panel_title(ax, title)
     fig.tight_layout()
     return fig
 
 
 def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", height: float = 3.4) -> plt.Figure:
     """Grouped bars of one metric per dataset (x) and method (colour), in the frame's row orders."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * frame["dataset"].nunique() + 3.0), height))
+    fig, (ax,) = panel_grid(1, height, panel_width=max(5.0, 1.1 * frame["dataset"].nunique() + 3.0))
     sns.barplot(data=frame, x="dataset", y=metric, hue="method", order=list(dict.fromkeys(frame["dataset"])),
                 hue_order=list(dict.fromkeys(frame["method"])), ax=ax, errorbar=None)
     ax.set_xlabel("")
     ax.set_ylabel(f"{B2N_METRICS.get(metric, metric)} (%)")
-    ax.set_title(title, fontsize=10, pad=24)
-    ax.legend(fontsize=8, title=None, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=frame["method"].nunique(),
-              frameon=False)
-    ax.tick_params(axis="x", rotation=20)
+    slant_ticks(ax, 30)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.get_legend().remove()
     fig.tight_layout()
+    figure_legend(fig, handles, labels, title=title)
     return fig
 
 
@@ -252,12 +422,15 @@ def display_name(name: str) -> str:
     return DISPLAY_NAMES.get(name, name.capitalize() if name == "average" else name)
 
 
-def image_grid(rows: Sequence[tuple[str, Sequence[tuple[object, str]]]], size: float = 1.25) -> plt.Figure:
-    """Sample images, one row per benchmark: ``rows`` = [(row title, [(PIL image, class name), ...]), ...]."""
+def image_grid(rows: Sequence[tuple[str, Sequence[tuple[object, str]]]], size: float = 1.25,
+               title: str = "") -> plt.Figure:
+    """Sample images, one row per benchmark: ``rows`` = [(row title, [(PIL image, class name), ...]), ...]; the
+    images shrink so the grid fits the book's column (``BOOK_WIDTH``), its row titles beside it."""
     n_cols = max(len(items) for _, items in rows)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(size * n_cols + 1.2, size * len(rows) + 0.3),
+    size = min(size, (BOOK_WIDTH - 1.4) / n_cols)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(size * n_cols + 1.4, (size + 0.3) * len(rows) + 0.3),
                              squeeze=False)
-    for r, (title, items) in enumerate(rows):
+    for r, (row_title, items) in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r][c]
             ax.set_xticks([])
@@ -267,8 +440,10 @@ def image_grid(rows: Sequence[tuple[str, Sequence[tuple[object, str]]]], size: f
             if c < len(items):
                 image, label = items[c]
                 ax.imshow(image)
-                ax.set_title(_wrap(label, 16), fontsize=6.5, pad=2)
-        axes[r][0].set_ylabel(title, fontsize=8, rotation=0, ha="right", va="center", labelpad=6)
+                ax.set_title(_wrap(label, int(size * 72 / (0.55 * MIN_FONT_SIZE))), fontsize=MIN_FONT_SIZE, pad=2)
+        axes[r][0].set_ylabel(_wrap(row_title, 14), fontsize=MIN_FONT_SIZE, rotation=0, ha="right", va="center",
+                              labelpad=6)
+    figure_title(fig, title)
     fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.2)
     return fig
 
@@ -284,48 +459,44 @@ def zeroshot_chance_plot(frame: pd.DataFrame, title: str = "", height: float = 3
 
     ``frame`` has ``benchmark``, ``accuracy`` and ``chance`` columns, in display order.
     """
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(frame) + 1.5), height))
+    fig, (ax,) = panel_grid(1, height, panel_width=max(6.0, 0.55 * len(frame) + 1.5))
     order = list(frame["benchmark"])
     sns.barplot(data=frame, x="benchmark", y="accuracy", order=order, color="tab:blue", ax=ax, label="zero-shot")
     ax.scatter(range(len(frame)), frame["chance"], marker="_", s=250, color="black", zorder=3, label="chance")
     ax.set_xlabel("")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=10)
-    ax.tick_params(axis="x", rotation=45)
-    for tick in ax.get_xticklabels():
-        tick.set_horizontalalignment("right")
-    ax.legend(fontsize=8, loc="upper right")
+    panel_title(ax, title)
+    slant_ticks(ax, 45)
+    ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
 
 
 def mask_heatmap(mask: pd.DataFrame, title: str = "", size: float = 4.2) -> plt.Figure:
     """A causal attention mask as a 0/1 heatmap (1 = the row token may attend to the column token)."""
-    fig, ax = plt.subplots(figsize=(size + 0.6, size))
+    fig, (ax,) = panel_grid(1, size, panel_width=size + 0.6)
     sns.heatmap(mask, cmap=sns.color_palette(["#f2f2f2", "#3a6ea5"], as_cmap=True), cbar=False, square=True,
                 linewidths=0.4, linecolor="white", xticklabels=True, yticklabels=True, vmin=0, vmax=1, ax=ax)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query")
-    ax.set_title(title, fontsize=10)
-    ax.tick_params(axis="both", labelsize=7)
+    panel_title(ax, title)
     fig.tight_layout()
     return fig
 
 
-def training_curves(steps: Sequence[dict], title: str = "", height: float = 3.0) -> plt.Figure:
+def training_curves(steps: Sequence[dict], title: str = "", height: float = 2.8) -> plt.Figure:
     """Per-step training loss and its two terms (cross-entropy, anchor) from a result's ``train.steps`` log."""
     frame = pd.DataFrame(list(steps))
     terms = [c for c in ("loss", "ce", "anchor") if c in frame.columns]
     names = {"loss": "total loss", "ce": "cross-entropy", "anchor": "anchor 1 - cos(v0, vK)"}
-    fig, axes = plt.subplots(1, len(terms), figsize=(3.6 * len(terms), height), squeeze=False)
-    for ax, term in zip(axes[0], terms, strict=True):
+    fig, axes = panel_grid(len(terms), height, panel_width=BOOK_WIDTH / 2)
+    for ax, term in zip(axes, terms, strict=True):
         sns.lineplot(data=frame, x="step", y=term, ax=ax, marker="o", markersize=3, linewidth=1)
-        ax.set_title(names[term], fontsize=10)
+        panel_title(ax, names[term])
         ax.set_xlabel("optimiser step")
         ax.set_ylabel("")
-    if title:
-        fig.suptitle(title, fontsize=10)
+    figure_title(fig, title)
     fig.tight_layout()
     return fig
 
@@ -339,22 +510,20 @@ def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt
                       value_name="accuracy")
     long["metric"] = long["metric"].map(B2N_METRICS)
     order = list(dict.fromkeys(frame["dataset"]))
-    grid = sns.catplot(data=long, x="dataset", y="accuracy", hue="method", col="metric", kind="point",
-                       order=order, hue_order=list(dict.fromkeys(frame["method"])), linestyle="none",
-                       dodge=0.3, markersize=5, height=height, aspect=1.15, errorbar=None)
-    grid.set_axis_labels("", "accuracy (%)")
-    grid.set_titles("{col_name}")
-    for ax in grid.axes.flat:
-        ax.tick_params(axis="x", rotation=45)
-        for tick in ax.get_xticklabels():
-            tick.set_horizontalalignment("right")
-    grid.figure.tight_layout()
-    # legend (and title) above the panels, where they cannot hide a point
-    sns.move_legend(grid, "lower center", bbox_to_anchor=(0.5, 0.99), ncol=frame["method"].nunique(), title=None,
-                    frameon=False)
-    if title:  # above the legend row
-        grid.figure.suptitle(title, fontsize=10, y=1.1, va="bottom")
-    return grid.figure
+    fig, axes = panel_grid(len(B2N_METRICS), height, panel_width=BOOK_WIDTH / 2)
+    for ax, metric in zip(axes, B2N_METRICS.values(), strict=True):
+        sns.pointplot(data=long[long["metric"] == metric], x="dataset", y="accuracy", hue="method", order=order,
+                      hue_order=list(dict.fromkeys(frame["method"])), linestyle="none", dodge=0.3, markersize=5,
+                      errorbar=None, ax=ax)
+        panel_title(ax, metric)
+        ax.set_xlabel("")
+        ax.set_ylabel("accuracy (%)")
+        slant_ticks(ax, 45)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+    fig.tight_layout()
+    figure_legend(fig, handles, labels, title=title)  # above the panels, where they cannot hide a point
+    return fig
 
 
 def accuracy_panels(panels: Sequence[tuple[str, pd.DataFrame]], height: float = 3.4) -> plt.Figure:
@@ -363,25 +532,24 @@ def accuracy_panels(panels: Sequence[tuple[str, pd.DataFrame]], height: float = 
     Each frame is tidy (``method``, ``dataset``, ``accuracy``) and keeps its row order; mini and reported numbers
     go in different panels, never in the same one.
     """
-    widths = [max(3.0, 0.55 * frame["dataset"].nunique() + 1.5) for _, frame in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths), height), squeeze=False,
-                             gridspec_kw={"width_ratios": widths})
+    widest = max(frame["dataset"].nunique() for _, frame in panels)
+    # more than six dataset groups need the column's whole width; fewer fit two panels a row
+    fig, axes = panel_grid(len(panels), height, max_cols=1 if widest > 6 else 2,
+                           panel_width=max(3.0, 0.55 * widest + 1.5))
     methods = list(dict.fromkeys(m for _, frame in panels for m in frame["method"]))
     palette = dict(zip(methods, sns.color_palette(n_colors=len(methods)), strict=True))  # one colour per method
-    for ax, (title, frame) in zip(axes[0], panels, strict=True):
+    for ax, (title, frame) in zip(axes, panels, strict=True):
         sns.barplot(data=frame, x="dataset", y="accuracy", hue="method", order=list(dict.fromkeys(frame["dataset"])),
-                    hue_order=list(dict.fromkeys(frame["method"])), palette=palette, ax=ax, errorbar=None)
+                    hue_order=list(dict.fromkeys(frame["method"])), palette=palette, ax=ax, errorbar=None,
+                    legend=False)
         ax.set_xlabel("")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(title, fontsize=10, pad=24)
-        # above the bars, under the title: a legend inside the axes hid the tallest bars
-        ax.legend(fontsize=8, title=None, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(methods),
-                  frameon=False)
-        ax.tick_params(axis="x", rotation=40)
-        for tick in ax.get_xticklabels():
-            tick.set_horizontalalignment("right")
+        panel_title(ax, title)
+        slant_ticks(ax, 40)
     fig.tight_layout()
+    # one legend above the panels (a legend inside the axes hid the tallest bars)
+    figure_legend(fig, [plt.Rectangle((0, 0), 1, 1, color=palette[m]) for m in methods], methods)
     return fig
 
 
@@ -421,64 +589,64 @@ DYNAMICS_METRICS: dict[str, str] = {
 
 
 def dynamics_lines(frame: pd.DataFrame, hue: str = "subset", style: str | None = "dataset",
-                   height: float = 2.8, width: float = 3.3, palette: str | None = None) -> plt.Figure:
-    """Metrics against reasoning step 0..K (paper Figs. 4-5): one panel per metric, lines per ``hue``/``style``."""
+                   height: float = 2.8, width: float = 3.5, palette: str | None = None, title: str = "") -> plt.Figure:
+    """Metrics against reasoning step 0..K (paper Figs. 4-5): one panel per metric, two a row, lines per
+    ``hue``/``style``; one legend under the panels (a figure title above them stays clear of it)."""
     metrics = [m for m in DYNAMICS_METRICS if m in frame.columns]
-    cols = 2 if len(metrics) > 2 else len(metrics)  # four panels in one row were too small to read in the book
-    rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    flat = list(axes.flat)
-    for i, (ax, metric) in enumerate(zip(flat, metrics, strict=False)):
+    fig, axes = panel_grid(len(metrics), height, panel_width=width)
+    for i, (ax, metric) in enumerate(zip(axes, metrics, strict=True)):
         sns.lineplot(data=frame, x="step", y=metric, hue=hue, style=style, markers=True, dashes=True, ax=ax,
-                     errorbar=None, legend=i == cols - 1, palette=palette)
+                     errorbar=None, legend=i == 0, palette=palette)
         ax.set_xticks(sorted(frame["step"].unique()))
         ax.set_xlabel("reasoning step k")
         ax.set_ylabel("")
-        ax.set_title(DYNAMICS_METRICS[metric], fontsize=10)
-    for ax in flat[len(metrics):]:
-        ax.set_visible(False)
-    legend = flat[cols - 1].get_legend()
-    if legend is not None:
-        sns.move_legend(flat[cols - 1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8, title=None,
-                        frameon=False)
+        panel_title(ax, DYNAMICS_METRICS[metric])
+    handles, labels = axes[0].get_legend_handles_labels()
+    if axes[0].get_legend() is not None:
+        axes[0].get_legend().remove()
+    figure_title(fig, title)
     fig.tight_layout()
+    figure_legend(fig, handles, labels, below=True)
     return fig
 
 
-def step_probability_panels(probs: pd.DataFrame, true_class: str, height: float = 2.6) -> plt.Figure:
-    """Small multiples of one image's class probabilities at every step (the static twin of the slider).
+def step_probability_panels(probs: pd.DataFrame, true_class: str, height: float = 2.6, title: str = "") -> plt.Figure:
+    """Small multiples of one image's class probabilities at every step (the static twin of the slider), three a row
+    (bars on a shared class axis, named once a row).
 
     ``probs`` has one row per (step, class) with ``step``, ``class`` and ``probability``; classes keep their order.
     """
     steps = sorted(probs["step"].unique())
     classes = list(dict.fromkeys(probs["class"]))
-    fig, axes = plt.subplots(1, len(steps), figsize=(1.9 * len(steps) + 1.6, height), sharey=True, squeeze=False)
+    fig, axes = panel_grid(len(steps), height, max_cols=3, sharey=True)
     colours = ["tab:green" if c == true_class else "tab:grey" for c in classes]
-    for ax, step in zip(axes[0], steps, strict=True):
+    for ax, step in zip(axes, steps, strict=True):
         part = probs[probs["step"] == step].set_index("class").reindex(classes)
         ax.barh(range(len(classes)), part["probability"], color=colours)
         ax.set_xlim(0, 1)
-        ax.set_title("step 0 (zero-shot)" if step == 0 else f"step {step}", fontsize=9)
-        ax.set_xlabel("p", fontsize=8)
-        ax.tick_params(axis="x", labelsize=7)
-    axes[0][0].set_yticks(range(len(classes)), [_wrap(c, 22) for c in classes], fontsize=7)
-    axes[0][0].invert_yaxis()
+        ax.set_xticks([0, 0.5, 1], ["0", "0.5", "1"])
+        panel_title(ax, "step 0 (zero-shot)" if step == 0 else f"step {step}")
+        ax.set_xlabel("probability")
+    axes[0].set_yticks(range(len(classes)), [_wrap(c, 18) for c in classes])
+    axes[0].invert_yaxis()
+    figure_title(fig, title)
     fig.tight_layout()
     return fig
 
 
-def step_probability_bar(probs: pd.DataFrame, step: int, true_class: str, height: float = 2.6) -> plt.Figure:
+def step_probability_bar(probs: pd.DataFrame, step: int, true_class: str, height: float = 2.6,
+                         title: str = "") -> plt.Figure:
     """One step of :func:`step_probability_panels`, for the interactive explorer."""
     classes = list(dict.fromkeys(probs["class"]))
     part = probs[probs["step"] == step].set_index("class").reindex(classes)
-    fig, ax = plt.subplots(figsize=(4.8, height))
+    fig, (ax,) = panel_grid(1, height, panel_width=4.8)
     ax.barh(range(len(classes)), part["probability"],
             color=["tab:green" if c == true_class else "tab:grey" for c in classes])
-    ax.set_yticks(range(len(classes)), [_wrap(c, 26) for c in classes], fontsize=7)
+    ax.set_yticks(range(len(classes)), [_wrap(c, 26) for c in classes])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
-    ax.set_title("step 0 (zero-shot)" if step == 0 else f"step {step}", fontsize=9)
+    panel_title(ax, ("step 0 (zero-shot)" if step == 0 else f"step {step}") + (f"; {title}" if title else ""))
     fig.tight_layout()
     return fig
 

@@ -446,12 +446,13 @@ def bars_table(report: dict[str, Any]) -> pd.DataFrame:
 
 
 def calibration_plot(report: dict[str, Any]):  # noqa: ANN201 - a matplotlib Figure
-    """Two panels: probe vs zero-shot on base classes per benchmark, and mini vs real zero-shot base accuracy."""
-    import matplotlib.pyplot as plt
+    """Two panels, one above the other at the book's width: probe vs zero-shot on base classes per benchmark, and mini
+    vs real zero-shot base accuracy (benchmark names placed so none overlaps another)."""
+    from perlkit.plots import label_points, panel_grid
 
     who = report["profile"]
     table = calibration_table(report)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (left, right) = panel_grid(2, 3.6, max_cols=1)
     x = range(len(table))
     left.bar([i - 0.2 for i in x], table[f"{who} zero-shot base"], width=0.4, label="zero-shot (base)")
     left.bar([i + 0.2 for i in x], table[f"{who} probe base"], width=0.4, label="16-shot linear probe (base)")
@@ -459,19 +460,18 @@ def calibration_plot(report: dict[str, Any]):  # noqa: ANN201 - a matplotlib Fig
     left.set_ylabel("top-1 on base classes (%)")
     left.set_title(f"{who}: headroom = probe - zero-shot")
     left.set_ylim(0, 118)
-    left.legend(loc="upper left", ncol=2, fontsize=8)
+    left.legend(loc="upper left", ncol=2)
     mini, real = table[f"{who} zero-shot base"], table["real zero-shot base"]
     gap = ZEROSHOT_GAP_BAR
     right.fill_between([0, 100], [-gap, 100 - gap], [gap, 100 + gap], color="0.9", label=f"within {gap:g} points")
     right.plot([0, 100], [0, 100], color="0.5", lw=1)
     right.scatter(real, mini, zorder=3)
-    for name in table.index:
-        right.annotate(name, (real[name], mini[name]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     right.set_xlim(0, 100)
     right.set_ylim(0, 100)
     right.set_xlabel("real ViT-B/16 zero-shot base (PERL Table 5, %)")
     right.set_ylabel(f"{who} zero-shot base (%)")
     right.set_title(f"difficulty profile: {who} vs real")
-    right.legend(loc="upper left", fontsize=8)
+    right.legend(loc="upper left")
     fig.tight_layout()
+    label_points(right, list(real), list(mini), list(table.index))
     return fig

@@ -248,8 +248,8 @@ def verdict(claim: Claim, estimate: Estimate | None) -> str:
     return HOLDS if estimate.low > claim.bound else CONTRADICTED if estimate.high < claim.bound else NOT_SEEN
 
 
-def findings_table(results: Iterable[Mapping], chapter: str | None = None) -> pd.DataFrame:
-    """Every claim of ``claims.csv`` (or those of one chapter: its ``where`` prefix, e.g. "§4 (Table 1)"), the
+def findings_table(results: Iterable[Mapping], chapter: str | tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Every claim of ``claims.csv`` (or those of one chapter: its ``where`` prefixes, e.g. "§4 (Table 1)"), the
     paper's number, the executed counterpart with its 95% interval, and the verdict."""
     claims = load_reported("claims")
     indexed = Results(results)
@@ -281,13 +281,18 @@ def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
 
 
 def conclusion(table: pd.DataFrame, profile: str = "mini") -> str:
-    """The page's conclusion in one sentence, counted from the verdicts (never typed)."""
+    """The page's conclusion, counted from the verdicts (never typed): how many claims hold, and each one that does
+    not, with its executed number."""
     counts = verdict_counts(table)
     checked = len(table) - counts.get(NOT_TESTED, 0)
     parts = [f"{counts.get(v, 0)} {v}" for v in (HOLDS, NOT_SEEN, CONTRADICTED, "no result") if counts.get(v, 0)]
-    return (f"On the {profile} profile, {checked} of the paper's {len(table)} claims have an executed counterpart: "
+    text = (f"On the {profile} profile, {checked} of the {len(table)} claims have an executed counterpart: "
             f"{', '.join(parts) or 'none'}; {counts.get(NOT_TESTED, 0)} are not tested here (other methods, parameter "
             "counts or cost models, each with its reason).")
+    checked_rows = table[table["verdict"].isin([HOLDS, NOT_SEEN, CONTRADICTED])]
+    lines = [f"* {row['claim']}: **{row['verdict']}** ({row['measured here']}: {row['value']:+.2f}, 95% interval "
+             f"{row['95% interval']})" for _, row in checked_rows.iterrows()]
+    return "\n".join([text, "", *lines]) if lines else text
 
 
 def interval_note(table: pd.DataFrame) -> str:
@@ -308,7 +313,7 @@ def executed_grid(session: Session, seeds: Sequence[int] = (1,)) -> ShippedGrid:
 
 
 def executed_findings(session: Session, seeds: Sequence[int] = (1,),
-                      chapter: str | None = None) -> tuple[pd.DataFrame, ShippedGrid]:
+                      chapter: str | tuple[str, ...] | None = None) -> tuple[pd.DataFrame, ShippedGrid]:
     """``findings_table`` on ``executed_grid``: the claims table a page shows, and the grid it rests on."""
     grid = executed_grid(session, seeds)
     return findings_table(grid.results, chapter), grid

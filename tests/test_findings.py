@@ -106,3 +106,11 @@ def test_rmma_removal_verdicts_follow_the_runs() -> None:
     assert table.loc["w/o MAR", "reported HM drop"] == pytest.approx(81.32 - 79.25)
     assert table.loc["w/o fusion", "verdict"] == F.NOT_SEEN
     assert table.loc["unshared", "verdict"].startswith("no claim")
+
+
+def test_chapter_conclusion_lists_each_checked_claim() -> None:
+    table = F.findings_table(_grid(8.0), chapter=("§4 (Table 1)", "App. B (Table 5)"))
+    assert set(table["where"]) == {"§4 (Table 1)", "App. B (Table 5)"}
+    text = F.conclusion(table)
+    assert text.startswith("On the mini profile, 5 of the 8 claims")
+    assert "* average HM of 74.79 with only 6K trainable parameters: **holds**" in text

@@ -349,21 +349,24 @@ def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", he
 
 
 def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `make results`") -> str:
-    """One caption line for figures drawn from committed result files: how many runs, which commits, where, when,
-    and whether their code-and-weights fingerprints agree (sessions only hand out results whose fingerprint is
+    """One caption line for figures drawn from committed result files: how many runs, the newest run's commit (and how
+    many others; the fingerprint, not the commit, ties a result to its code), where, when, and whether their
+    code-and-weights fingerprints agree (sessions only hand out results whose fingerprint is
     current, so the caption says so)."""
     if not payloads:
         return f"{what}: no result files"
     prov = [p.get("provenance", {}) for p in payloads]
-    commits = sorted({str(p.get("git_commit", "unknown"))[:10] for p in prov})
+    by_time = sorted(prov, key=lambda p: str(p.get("created", "")))
+    commits = {str(p.get("git_commit", "unknown"))[:10] for p in prov}
+    latest = str(by_time[-1].get("git_commit", "unknown"))[:10]
+    code = f"perlkit commit {latest}" + (f" (and {len(commits) - 1} earlier)" if len(commits) > 1 else "")
     devices = sorted({device_label(p) for p in prov})
     dates = sorted(str(p.get("created", ""))[:10] for p in prov if p.get("created"))
     when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown"
     fingerprinted = sum(bool(p.get("fingerprint")) for p in prov)
     checked = ("fingerprint of code and weights current" if fingerprinted == len(prov)
                else f"{len(prov) - fingerprinted} without a code fingerprint")
-    return (f"{what}: {len(payloads)} runs, perlkit commit {', '.join(commits)}, on {'; '.join(devices)}, "
-            f"{when}; {checked}")
+    return f"{what}: {len(payloads)} runs, {code}, on {'; '.join(devices)}, {when}; {checked}"
 
 
 def text_table(frame: pd.DataFrame, ints: Sequence[object] = (), decimals: int = 2) -> pd.DataFrame:

@@ -252,3 +252,12 @@ def test_figure_titles_name_the_profile_above_the_legend() -> None:
     assert plots.step_probability_panels(probs, "a", title="mini profile").get_suptitle() == "mini profile"
     grid = plots.image_grid([("DTD", [(np.zeros((4, 4, 3)), "banded")])], title="mini profile")
     assert grid.get_suptitle() == "mini profile"
+
+
+def test_provenance_caption_names_the_newest_commit_and_counts_the_rest() -> None:
+    runs = [{"provenance": {"git_commit": c, "created": t, "device": "cpu (AMD, 1 thread)", "fingerprint": {"c": 1}}}
+            for c, t in (("aaaaaaaaaa11", "2026-11-26T10:00"), ("bbbbbbbbbb22", "2026-11-26T12:00"),
+                         ("cccccccccc33", "2026-11-26T11:00"))]
+    caption = plots.provenance_caption(runs)
+    assert "3 runs, perlkit commit bbbbbbbbbb (and 2 earlier)" in caption
+    assert "aaaaaaaaaa" not in caption

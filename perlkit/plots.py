@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -14,6 +14,9 @@ import seaborn as sns
 from perlkit.data import DISPLAY_NAMES
 from perlkit.experiments.ablations import ablation_order
 from perlkit.experiments.store import device_label
+
+if TYPE_CHECKING:
+    import ipywidgets
 
 # ================================================================================================================
 # Every chapter: the book's figure style, panel layout, legends, titles and point labels.
@@ -652,6 +655,34 @@ def step_probability_bar(probs: pd.DataFrame, step: int, true_class: str, height
     panel_title(ax, ("step 0 (zero-shot)" if step == 0 else f"step {step}") + (f"; {title}" if title else ""))
     fig.tight_layout()
     return fig
+
+
+def step_explorer(probs: pd.DataFrame, true_class: str, steps: int | None = None, title: str = "",
+                  height: float = 2.6) -> ipywidgets.VBox:
+    """A step slider over :func:`step_probability_bar` that works in the static HTML book, with no kernel: every step
+    is drawn once into a PNG ``Image`` of a ``Stack``, and ``jslink`` (a front-end link, kept in the embedded widget
+    state) shows the slider's step (an ``interactive_output`` callback redraws only while a kernel runs). ``steps`` is
+    the last step K (0..K are shown; None: the table's last step)."""
+    import io
+
+    import ipywidgets as widgets
+
+    last = int(probs["step"].max()) if steps is None else int(steps)
+    missing = sorted(set(range(last + 1)) - {int(s) for s in probs["step"].unique()})
+    if last < 0 or missing:
+        raise ValueError(f"step_explorer needs every step 0..{last} in the table; missing {missing}")
+    images = []
+    for step in range(last + 1):
+        fig = step_probability_bar(probs, step, true_class, height=height, title=title)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=2 * fig.dpi)  # no tight box: every step the same size, no jump
+        width = f"{round(fig.get_figwidth() * fig.dpi)}px"  # shown at 1:1, like the inline backend's retina PNGs
+        plt.close(fig)
+        images.append(widgets.Image(value=buffer.getvalue(), format="png", width=width))
+    slider = widgets.IntSlider(value=0, min=0, max=last, step=1, description="step")
+    stack = widgets.Stack(images, selected_index=0)
+    widgets.jslink((slider, "value"), (stack, "selected_index"))
+    return widgets.VBox([slider, stack])
 
 
 def note_box(text: str, title: str = "Profile") -> object:

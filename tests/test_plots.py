@@ -261,3 +261,33 @@ def test_provenance_caption_names_the_newest_commit_and_counts_the_rest() -> Non
     caption = plots.provenance_caption(runs)
     assert "3 runs, perlkit commit bbbbbbbbbb (and 2 earlier)" in caption
     assert "aaaaaaaaaa" not in caption
+
+
+def test_step_explorer_works_without_a_kernel() -> None:
+    """The explorer is a Stack of one PNG per step, shown by a front-end link from the slider (no Python callback,
+    which a static page cannot run), each image drawn as the book's figures are (at most the column wide, 2x PNG)."""
+    import ipywidgets as widgets
+    from ipywidgets.widgets.widget import _instances
+    from ipywidgets.widgets.widget_link import DirectionalLink, Link
+
+    classes = [f"class with a long name {i}" for i in range(10)]
+    probs = pd.DataFrame([{"step": k, "class": c, "probability": 0.1 * (k + i) % 1}
+                          for k in range(5) for i, c in enumerate(classes)])
+    box = plots.step_explorer(probs, classes[0], title="mini profile")
+    slider, stack = box.children
+    assert isinstance(stack, widgets.Stack) and len(stack.children) == 5 and stack.selected_index == 0
+    assert (slider.min, slider.max, slider.value) == (0, 4, 0)
+    links = [w for w in _instances.values() if isinstance(w, Link) and w.target == (stack, "selected_index")]
+    assert [link.source for link in links] == [(slider, "value")]
+    assert not isinstance(links[0], DirectionalLink)  # two-way: both ends stay in step
+    frames = [bytes(image.value) for image in stack.children]  # the Image trait holds a memoryview
+    assert all(frame.startswith(b"\x89PNG\r\n\x1a\n") for frame in frames)
+    assert len(set(frames)) == 5  # each step draws its own bars
+    for image, frame in zip(stack.children, frames, strict=True):
+        width = struct.unpack(">I", frame[16:20])[0]
+        assert abs(width - 2 * int(image.width.removesuffix("px"))) <= 1  # shown at 1:1, within a rounded pixel
+        assert width / 2 / 96 <= COLUMN_INCHES
+    assert not plt.get_fignums()  # every frame's figure is closed, none is shown twice in the notebook
+    assert len(plots.step_explorer(probs, classes[0], steps=2).children[1].children) == 3
+    with pytest.raises(ValueError, match="missing"):
+        plots.step_explorer(probs[probs["step"] != 2], classes[0])

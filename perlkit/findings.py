@@ -286,8 +286,8 @@ def conclusion(table: pd.DataFrame, profile: str = "mini") -> str:
     counts = verdict_counts(table)
     checked = len(table) - counts.get(NOT_TESTED, 0)
     parts = [f"{counts.get(v, 0)} {v}" for v in (HOLDS, NOT_SEEN, CONTRADICTED, "no result") if counts.get(v, 0)]
-    text = (f"On the {profile} profile, {checked} of the {len(table)} claims have an executed counterpart: "
-            f"{', '.join(parts) or 'none'}; {counts.get(NOT_TESTED, 0)} are not tested here (other methods, parameter "
+    text = (f"On the {profile} profile, claims checked on executed runs: {checked} of {len(table)} "
+            f"({', '.join(parts) or 'none'}); not tested here: {counts.get(NOT_TESTED, 0)} (other methods, parameter "
             "counts or cost models, each with its reason).")
     checked_rows = table[table["verdict"].isin([HOLDS, NOT_SEEN, CONTRADICTED])]
     lines = [f"* {row['claim']}: **{row['verdict']}** ({row['measured here']}: {row['value']:+.2f}, 95% interval "

@@ -112,5 +112,5 @@ def test_chapter_conclusion_lists_each_checked_claim() -> None:
     table = F.findings_table(_grid(8.0), chapter=("§4 (Table 1)", "App. B (Table 5)"))
     assert set(table["where"]) == {"§4 (Table 1)", "App. B (Table 5)"}
     text = F.conclusion(table)
-    assert text.startswith("On the mini profile, 5 of the 8 claims")
+    assert text.startswith("On the mini profile, claims checked on executed runs: 5 of 8 (5 holds)")
     assert "* average HM of 74.79 with only 6K trainable parameters: **holds**" in text

@@ -2,6 +2,7 @@
 
 from perlkit.experiments.ablations import (
     ABLATIONS,
+    RMMA_ABLATION_PROTOCOL,
     RMMA_ABLATIONS,
     RMMA_COMPONENTS,
     ablation_method,
@@ -33,6 +34,7 @@ from perlkit.experiments.store import RESULT_SCHEMA, ResultStore, RunSpec, cache
 __all__ = [
     "ABLATIONS",
     "RESULT_SCHEMA",
+    "RMMA_ABLATION_PROTOCOL",
     "RMMA_ABLATIONS",
     "RMMA_COMPONENTS",
     "ResultStore",

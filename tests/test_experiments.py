@@ -122,7 +122,7 @@ def test_shipped_results_and_checkpoints_are_read_first(tmp_path: Path, monkeypa
 
 def test_rmma_ablations_are_rmma_runs_under_its_own_recipe() -> None:
     """R-MMA's component ablation and its d / alpha / lambda sweep are ordinary R-MMA runs (issue 22)."""
-    from perlkit.experiments import RMMA_COMPONENTS, ablation_method, ablation_order, ablation_options, ablation_specs
+    from perlkit.experiments import RMMA_COMPONENTS, ablation_method, ablation_options, ablation_order, ablation_specs
     from perlkit.experiments.sweeps import full_sweep_specs
 
     pairs = ablation_specs("rmma_component", None, ["dtd"], [1], protocol="default")

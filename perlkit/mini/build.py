@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -27,10 +28,11 @@ class MiniWorldError(ValueError):
     """The mini world cannot be built as asked (a folder holding other files, a bad seed or scale): says what to do."""
 
 
+@functools.cache
 def world_fingerprint() -> str:
     """What decides the default mini world's pixels: the renderer and world code (syntax only) and the world version
     (bumped with any change to how ``build_mini_world`` writes files). Results on that world carry it, so a new world
-    makes them stale."""
+    makes them stale. Computed once a process (parsing the renderer takes ~0.1 s; every result lookup asks)."""
     code = code_fingerprint([Path(__file__).with_name("world.py"), Path(__file__).with_name("render.py")])
     return f"mini-world-{WORLD_VERSION}-{code[:16]}"
 

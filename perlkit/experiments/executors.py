@@ -291,8 +291,6 @@ def plan_grid(
     root = None if store_root is None else str(store_root)
     session = open_store_session(profile, root) if exact else None
     store = session.store if session else ResultStore(profile.store_name, root=root)
-    weights = session.backbone.weights_sha256() if session else None
-    data = session.profile.data_identity() if session else None
     gpus = options.gpus_per_task if options.gpus_per_task is not None else default_gpus(profile, executor)
     worker = profile if executor == "serial" else replace(profile, device="cuda" if gpus else "cpu")
 
@@ -302,7 +300,7 @@ def plan_grid(
         for spec in specs:
             if spec.key not in unique:
                 unique[spec.key] = spec
-                states[spec.key] = run_state(store, spec, weights, data)
+                states[spec.key] = run_state(store, spec, session)
     # ImageNet transfer first (the longest runs), then grouped by dataset (a task reads each dataset once)
     pending = sorted((s for k, s in unique.items() if states[k] != "done"),
                      key=lambda s: (s.kind != "imagenet_transfer", s.dataset))
@@ -583,9 +581,7 @@ def wait_grid(submission: Submission, poll_s: float = 0.5) -> GridRun:
                 job.result()
             except Exception as err:  # noqa: BLE001 - a failed task is reported with its log, the others collected
                 errors.append(f"task {job.job_id}: {_last_error(err)} (log {job.paths.stderr})")
-    weights = plan.session.backbone.weights_sha256() if plan.session else None
-    data = plan.session.profile.data_identity() if plan.session else None
-    states = Counter(run_state(plan.store, spec, weights, data) for spec in plan.pending)
+    states = Counter(run_state(plan.store, spec, plan.session) for spec in plan.pending)
     return GridRun(plan, len(plan.pending), [str(job.job_id) for job in submission.jobs], errors, dict(states))
 
 

@@ -151,25 +151,23 @@ def clear_failure(store: ResultStore, spec: RunSpec) -> None:
 
 
 def current_result(
-    store: ResultStore, spec: RunSpec, weights_sha256: str | None = None, data: str | None = None
+    store: ResultStore, spec: RunSpec, session: Session | None = None
 ) -> dict[str, Any] | None:
-    """The run's result if it carries the current code fingerprint (``Session.stored`` without loading the model):
-    with ``weights_sha256`` and ``data`` (``Profile.data_identity``) exactly ``Session.stored``; without them, the
-    weights and data are taken from the stored result, which is enough to plan (a task still checks them before it
-    skips a run)."""
-    if weights_sha256 is None or data is None:
-        stored = store.get(spec)
-        if stored is None:
-            return None
-        recorded = stored.get("provenance", {}).get("fingerprint", {})
-        weights_sha256 = recorded.get("weights_sha256", "") if weights_sha256 is None else weights_sha256
-        data = recorded.get("data", "") if data is None else data
-    return store.get(spec, run_fingerprint(spec.method, weights_sha256, data))
+    """The run's result if it carries the current fingerprint: with a ``session``, exactly ``Session.stored`` (code,
+    weights and data); without one (no model loaded), the weights and data are taken from the stored result and only
+    the code is checked, which is enough to plan (a task still checks them before it skips a run)."""
+    if session is not None:
+        return store.get(spec, session.fingerprint(spec))
+    stored = store.get(spec)
+    if stored is None:
+        return None
+    recorded = stored.get("provenance", {}).get("fingerprint", {})
+    return store.get(spec, run_fingerprint(spec.method, recorded.get("weights_sha256", ""), recorded.get("data", "")))
 
 
-def run_state(store: ResultStore, spec: RunSpec, weights_sha256: str | None = None, data: str | None = None) -> str:
-    """One of ``RUN_STATES`` for a run (see ``current_result`` for ``weights_sha256`` and ``data``)."""
-    if current_result(store, spec, weights_sha256, data) is not None:
+def run_state(store: ResultStore, spec: RunSpec, session: Session | None = None) -> str:
+    """One of ``RUN_STATES`` for a run (see ``current_result`` for ``session``)."""
+    if current_result(store, spec, session) is not None:
         return "done"
     if read_failure(store, spec) is not None:
         return "failed"
@@ -230,14 +228,13 @@ def sweep_status(
     """Per part of the grid: how many runs are done (current), stale (made by other code or weights), missing, or
     failed (missing or stale, and a task recorded an exception for it: ``SweepStatus.failures`` says where)."""
     session = open_store_session(profile, out)
-    weights, data = session.backbone.weights_sha256(), session.profile.data_identity()
     name = profile if isinstance(profile, str) else profile.name
     status = SweepStatus({})
     failed: dict[str, dict[str, Any]] = {}
     for part, specs in grid_parts(name, seeds, parts).items():
         counts = dict.fromkeys(RUN_STATES, 0)
         for spec in specs:
-            state = run_state(session.store, spec, weights, data)
+            state = run_state(session.store, spec, session)
             counts[state] += 1
             if state == "failed":
                 failed[spec.key] = read_failure(session.store, spec) or {}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from perlkit.data import B2N_DATASETS, DG_TARGETS, XD_TARGETS
-from perlkit.experiments import Session, b2n_specs, transfer_specs
+from perlkit.experiments import Session, b2n_specs, harmonic_mean, transfer_specs
 from perlkit.methods import list_methods
 from perlkit.report import ShippedGrid, shipped_grid
 from perlkit.reported import load_reported
@@ -71,13 +71,13 @@ def accuracy(percent: float, n: int) -> Estimate:
     return Estimate(percent, 100.0 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
 
 
-def harmonic_mean(base: Estimate, novel: Estimate) -> Estimate:
-    """HM of base and novel accuracy; its standard error by the delta method."""
+def hm_estimate(base: Estimate, novel: Estimate) -> Estimate:
+    """HM of base and novel accuracy (``protocols.harmonic_mean``); its standard error by the delta method."""
     b, n = base.value, novel.value
     if b + n <= 0:
         return Estimate(0.0, 0.0)
     d_b, d_n = 2 * n * n / (b + n) ** 2, 2 * b * b / (b + n) ** 2
-    return Estimate(2 * b * n / (b + n), math.hypot(d_b * base.se, d_n * novel.se))
+    return Estimate(harmonic_mean(b, n), math.hypot(d_b * base.se, d_n * novel.se))
 
 
 def mean(estimates: Sequence[Estimate]) -> Estimate:
@@ -100,7 +100,7 @@ def b2n_measure(result: Mapping) -> dict[str, Estimate]:
     metrics, counts = result["metrics"], result["counts"]
     base = accuracy(metrics["base"], counts["base_test"])
     novel = accuracy(metrics["novel"], counts["novel_test"])
-    return {"base": base, "novel": novel, "hm": harmonic_mean(base, novel)}
+    return {"base": base, "novel": novel, "hm": hm_estimate(base, novel)}
 
 
 #: the target averages of an ImageNet-trained model, as ``Session.imagenet_transfer`` computes them
@@ -239,13 +239,18 @@ CLAIMS: dict[str, Claim] = {
 }
 
 
+def interval_verdict(estimate: Estimate, bound: float = 0.0) -> str:
+    """Holds / contradicted / not seen (inside the noise) from where the 95% interval lies against a bound."""
+    return HOLDS if estimate.low > bound else CONTRADICTED if estimate.high < bound else NOT_SEEN
+
+
 def verdict(claim: Claim, estimate: Estimate | None) -> str:
-    """Holds / contradicted / not seen (inside the noise) from where the interval lies against the claim's bound."""
+    """A claim's verdict: not tested, no result, or ``interval_verdict`` against the claim's bound."""
     if claim.value is None:
         return NOT_TESTED
     if estimate is None:
         return "no result"
-    return HOLDS if estimate.low > claim.bound else CONTRADICTED if estimate.high < claim.bound else NOT_SEEN
+    return interval_verdict(estimate, claim.bound)
 
 
 def findings_table(results: Iterable[Mapping], chapter: str | tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -342,11 +347,10 @@ def removal_verdicts(pairs: Iterable[tuple[str, Mapping]], full: str = "full R-M
         if value == full or full not in hm:
             continue
         drop = hm[full] - estimate
-        claim = Claim(f"HM({full}) − HM({value})", lambda _r, d=drop: d)
         rows.append({
             "removed": value, "trainable params": params.get(value),
             "reported HM drop": round(reported[full] - reported[value], 2) if value in reported.index else None,
             "executed HM drop": round(drop.value, 2), "95% interval": f"[{drop.low:.2f}, {drop.high:.2f}]",
-            "verdict": verdict(claim, drop) if value in reported.index else "no claim (perlkit's baseline)",
+            "verdict": interval_verdict(drop) if value in reported.index else "no claim (perlkit's baseline)",
         })
     return pd.DataFrame(rows)

@@ -36,7 +36,7 @@ def _grid(perl_shift: float, seeds: tuple[int, ...] = (1,), jitter: float = 0.0)
 def test_binomial_and_delta_method_errors() -> None:
     acc = F.accuracy(50.0, 100)
     assert acc.se == pytest.approx(5.0)
-    hm = F.harmonic_mean(F.accuracy(50.0, 100), F.accuracy(50.0, 100))
+    hm = F.hm_estimate(F.accuracy(50.0, 100), F.accuracy(50.0, 100))
     assert hm.value == pytest.approx(50.0)
     assert hm.se == pytest.approx(math.hypot(0.5 * 5.0, 0.5 * 5.0))  # dHM/db = dHM/dn = 1/2 at b = n
     avg = F.mean([F.accuracy(50.0, 100)] * 4)

@@ -301,14 +301,15 @@ def ablation_average(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def precomputed_ablations(
-    session: Session, kinds: Iterable[str]
+    session: Session, kinds: Iterable[str], **common: Any
 ) -> tuple[dict[str, pd.DataFrame | None], dict[str, str]]:
-    """Each ablation's full grid (every value, all base-to-novel datasets, seed 1) summarised when every run of it is
-    stored and current (``shipped_grid``), else None; and a provenance caption for each complete one."""
+    """Each ablation's full grid (every value, all base-to-novel datasets, seed 1; ``common`` spec fields such as
+    R-MMA's ``protocol``) summarised when every run of it is stored and current (``shipped_grid``), else None; and a
+    provenance caption for each complete one."""
     grid: dict[str, pd.DataFrame | None] = {}
     provenance = {}
     for kind in kinds:
-        pairs = ablation_specs(kind, None, B2N_DATASETS, [1], session.profile.name)
+        pairs = ablation_specs(kind, None, B2N_DATASETS, [1], session.profile.name, **common)
         found = shipped_grid(session, [spec for _, spec in pairs])
         grid[kind] = ablation_summary(pairs, found.results) if found.complete else None
         if found.complete:

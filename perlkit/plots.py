@@ -733,3 +733,141 @@ def b2n_wide(frame: pd.DataFrame, methods: Sequence[str] | None = None, delta: s
                     METHOD_LABELS.get(delta, delta)]["HM"]
     wide.index = [display_name(d) for d in datasets]
     return wide.round(2)
+
+
+# ================================================================================================================
+# Chapter 02 (method): PERL's architecture, drawn in code.
+# ================================================================================================================
+
+#: face and edge colours of the method diagram's boxes: CLIP's frozen parts, PERL's trainable thought projectors,
+#: and data (inputs, pooled states), which are neither
+DIAGRAM_COLOURS: dict[str, tuple[str, str]] = {
+    "frozen": ("#cfe2f3", "#3d6e99"), "trainable": ("#f9cb9c", "#b45f06"), "data": ("white", "0.35"),
+}
+
+
+def _block_range(first: int, last: int) -> str:
+    return f"block {first}" if first == last else f"blocks {first}–{last}"
+
+
+def method_diagram(depth: int = 7, steps: int = 4, layers: int = 12, profile_label: str | None = None) -> plt.Figure:
+    """PERL's architecture (the paper's Fig. 2) for both encoders, drawn from the J, K, L of a run, so that the picture
+    always shows the numbers the chapter uses. Blocks are numbered 0..L-1 as ``FrozenCLIP.base``/``refine`` run them:
+    the base is the lower J blocks, as the method text and the 2.67x cost say (Fig. 2 draws J-1, P1); the projector is
+    LN -> Linear -> GELU -> Linear, as Eq. 1 says (Fig. 2 puts LN second, P2). Boxes carry ``gid`` ``kind:name`` and
+    their labels ``kind:name:label``, so tests can find them."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+    from matplotlib.path import Path
+
+    if not 0 <= depth < layers:
+        raise ValueError(f"the split J = {depth} must be a block of the encoder: 0 <= J < L = {layers}")
+    if steps < 1:
+        raise ValueError(f"PERL needs at least one refinement step, got K = {steps}")
+    size, title_size, label_size = MIN_FONT_SIZE, BOOK_RC["axes.titlesize"], BOOK_RC["figure.titlesize"]
+    content = 6.3  # inches of drawing; a profile label adds a strip above it, one line a row of the figure's width
+    label_lines = textwrap.wrap(str(profile_label or ""), int(BOOK_WIDTH * 72 / (0.55 * label_size)))
+    height = content + (0.15 + 0.22 * len(label_lines) if label_lines else 0.0)
+    fig = plt.figure(figsize=(BOOK_WIDTH, height))
+    ax = fig.add_axes((0, 0, 1, 1))  # one data unit is one inch
+    ax.set_xlim(0, BOOK_WIDTH)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+
+    def box(x: float, y: float, w: float, h: float, text: str, kind: str, name: str) -> None:
+        face, edge = DIAGRAM_COLOURS[kind]
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.05", facecolor=face,
+                                    edgecolor=edge, linewidth=1.0, gid=f"{kind}:{name}"))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size, linespacing=1.3,
+                gid=f"{kind}:{name}:label")
+
+    def arrow(*points: tuple[float, float]) -> None:
+        ax.add_patch(FancyArrowPatch(path=Path(points), arrowstyle="-|>", mutation_scale=10, color="0.25",
+                                     linewidth=1.0, shrinkA=0, shrinkB=0))
+
+    def note(x: float, y: float, text: str, **text_kw: Any) -> None:
+        ax.text(x, y, text, fontsize=text_kw.pop("fontsize", size), **text_kw)
+
+    main_w, gap, phi_w = 1.6, 0.6, 1.2  # inches: CLIP's blocks, the room for the loop label, the projector
+    # (encoder, readout token, input, final LayerNorm, output, subscript, left edge, side: 1 projector right of the
+    # blocks, -1 left of them, so the two projectors meet in the middle and the outputs meet at the logits)
+    columns = [
+        ("image encoder", "CLS", "image\n(CLS + patch tokens)", "ln_post", "v(K)", "ᵥ", 0.05, 1),
+        ("text encoder", "EOS", "class prompts\n(SOT, words, EOS)", "ln_final", "T(K)", "ₜ", BOOK_WIDTH - 3.45, -1),
+    ]
+    logits_x, logits_w = 2.25, BOOK_WIDTH - 4.5
+    for encoder, pool, source, final_ln, output, sub, left, side in columns:
+        main_x = left if side > 0 else left + gap + phi_w
+        phi_x = left + main_w + gap if side > 0 else left
+        mid, phi_mid = main_x + main_w / 2, phi_x + phi_w / 2
+        key = encoder.split()[0]
+        note(left + (main_w + gap + phi_w) / 2, content - 0.15, f"{encoder} (L = {layers} blocks)", ha="center",
+             va="center", fontsize=title_size, fontweight="bold")
+        box(main_x, 5.3, main_w, 0.55, source, "data", f"{key}_input")
+        base = (f"embeddings +\n{_block_range(0, depth - 1)} (J = {depth})\nrun once" if depth
+                else "embeddings only\n(J = 0), run once")
+        box(main_x, 4.3, main_w, 0.7, base, "frozen", f"{key}_base")
+        box(main_x, 2.8, main_w, 0.7, f"{_block_range(depth, layers - 1)}\n(L − J = {layers - depth})\n"
+            f"run K + 1 = {steps + 1} times", "frozen", f"{key}_upper")
+        box(main_x, 2.1, main_w, 0.4, f"pooled {pool} h(k)", "data", f"{key}_pooled")
+        box(main_x, 1.05, main_w, 0.55, f"{final_ln} + π{sub}\n→ joint space", "frozen", f"{key}_projection")
+        arrow((mid, 5.3), (mid, 5.0))
+        join = 3.95  # where the thought tokens enter the sequence, before block J
+        arrow((mid, 4.3), (mid, 3.5))
+        note(mid - side * 0.06, (4.3 + join) / 2, "S, cached", ha="right" if side > 0 else "left", va="center")
+        arrow((mid, 2.8), (mid, 2.5))
+        arrow((mid, 2.1), (mid, 1.6))
+        note(mid + 0.06, 1.85, "k = K", ha="left", va="center")
+        # the thought projector, bottom to top, fed by the pooled state of the previous pass
+        layers_phi = ["LN", f"Linear(d{sub} → 1)", "GELU", f"Linear(1 → d{sub})"]
+        rows = [2.1 + i * 0.5 for i in range(len(layers_phi))]  # box bottoms: LN level with the pooled state
+        for i, (part, bottom) in enumerate(zip(layers_phi, rows, strict=True)):
+            box(phi_x, bottom, phi_w, 0.32 if i else 0.4, part, "trainable", f"{key}_phi_{i}")
+            if i:
+                arrow((phi_mid, rows[i - 1] + (0.32 if i > 1 else 0.4)), (phi_mid, bottom))
+        near, far = (main_x + main_w, phi_x) if side > 0 else (main_x, phi_x + phi_w)
+        arrow((near, 2.3), (far, 2.3))
+        note((near + far) / 2, 2.36, "k < K", ha="center", va="bottom")
+        note(phi_mid, 2.0, f"thought\nprojector φ{sub}", ha="center", va="top")
+        arrow((phi_mid, rows[-1] + 0.32), (phi_mid, join), (mid + side * 0.04, join))  # its head meets the dot
+        ax.plot([mid], [join], marker="o", markersize=4, color="0.25")  # the sequence before block J
+        note((mid + phi_mid) / 2 + side * 0.25, join + 0.05, "z(k+1), prepended", ha="center", va="bottom")
+        note((near + far) / 2, 3.15, f"K = {steps}\nsteps", ha="center", va="center", fontsize=title_size,
+             fontweight="bold")
+        # into CLIP's joint space and the logits
+        edge = logits_x if side > 0 else logits_x + logits_w
+        arrow((mid, 1.05), (mid, 0.75), (edge, 0.75))
+        note((mid + edge) / 2 + side * 0.2, 0.8, output, ha="center", va="bottom")
+    box(logits_x, 0.45, logits_w, 0.6, "logits = τ · cos(v(K), T(K))\n(CLIP's frozen scale τ)", "frozen", "logits")
+    handles = [Patch(facecolor=DIAGRAM_COLOURS[k][0], edgecolor=DIAGRAM_COLOURS[k][1], label=label)
+               for k, label in (("frozen", "frozen (CLIP)"), ("trainable", "trainable (PERL)"))]
+    ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False,
+              fontsize=size, borderaxespad=0.2)
+    if label_lines:
+        note(BOOK_WIDTH / 2, (content + height) / 2, "\n".join(label_lines), ha="center", va="center",
+             fontsize=label_size)
+    return fig
+
+
+def start_end_panels(table: pd.DataFrame, height: float = 2.6, title: str = "") -> plt.Figure:
+    """Readings the paper gives only at a curve's two ends (``perlkit.reported.fig4_start_end``: rows (quantity,
+    protocol), columns ``step 0`` and ``step K``): one panel per quantity, three a row, one dotted line per protocol
+    between its two readings (nothing is drawn as read in between); one legend under the panels."""
+    steps = {int(str(c).split()[1]): c for c in table.columns if str(c).startswith("step ")}
+    protocols = list(dict.fromkeys(table.index.get_level_values(1)))
+    colours = dict(zip(protocols, sns.color_palette("colorblind", len(protocols)), strict=True))
+    quantities = list(dict.fromkeys(table.index.get_level_values(0)))
+    fig, axes = panel_grid(len(quantities), height, max_cols=3)
+    handles: dict[str, Any] = {}
+    for ax, quantity in zip(axes, quantities, strict=True):
+        for protocol, row in table.loc[quantity].iterrows():
+            (line,) = ax.plot(list(steps), [row[c] for c in steps.values()], marker="o", linestyle=":",
+                              color=colours[protocol])
+            handles.setdefault(str(protocol), line)
+        ax.set_xticks(list(steps))
+        ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
+        ax.set_xlabel("reasoning step k")
+        panel_title(ax, str(quantity))
+    figure_title(fig, title)
+    fig.tight_layout()
+    figure_legend(fig, list(handles.values()), list(handles), below=True)
+    return fig

@@ -187,6 +187,24 @@ def source_titles(profile: Profile | str, datasets: Sequence[str], seeds: Sequen
     return f"{name} ({live_label(datasets, seeds)})", f"{name}, {len(B2N_DATASETS)} datasets (precomputed)"
 
 
+def execution_status(results_root: str | Path | None = None, bench_dir: str | Path | None = None) -> str:
+    """What has been executed on which profile, read from the committed files (result files per profile, bench
+    records with their device and weights), so that the landing page never calls a profile reproduced that has not
+    run."""
+    from perlkit.bench import BENCH_DIR, load_records
+    from perlkit.experiments.store import SHIPPED_RESULTS
+
+    root, records = Path(results_root or SHIPPED_RESULTS), load_records(bench_dir or BENCH_DIR).values()
+    lines = []
+    for name in ("mini", "paper"):
+        runs = len(list((root / name).glob("*.json")))
+        said = f"{runs:,} training and evaluation runs (data/results/{name})" if runs else "no training or evaluation run"
+        benches = sorted({f"{r.device_name} ({MODEL_LABELS.get(r.model, r.model)}, {r.weights} weights)"
+                          for r in records if r.profile == name})
+        lines.append(f"**{name} profile**: {said}" + (f"; timing bench on {', '.join(benches)}" if benches else ""))
+    return "; ".join(lines) + "."
+
+
 def trainable_params(backbone: FrozenCLIP, method: str = "perl", **options: Any) -> int:
     """Trainable parameters of a method built on ``backbone``: counts need the architecture only (random weights)."""
     return build_method(method, backbone, **options).num_trainable()
@@ -257,8 +275,9 @@ def step_example(
 
 
 def parameter_table(toc: str | Path) -> pd.DataFrame:
-    """Every parameter of every chapter the book's ``_toc.yml`` lists, with its default and its comment, read from
-    the chapters' parameters cells (markdown pages and chapters not written yet have none)."""
+    """Every parameter of every chapter the book's ``_toc.yml`` lists, read from the chapters' parameters cells
+    (markdown pages and chapters not written yet have none): one row per parameter, default and meaning, naming the
+    chapters (by number) that take it, so that ``profile`` or ``data_root`` is listed once, not once a chapter."""
     import papermill
     import yaml
 
@@ -270,8 +289,11 @@ def parameter_table(toc: str | Path) -> pd.DataFrame:
         if not path.is_file():
             continue
         for name, info in papermill.inspect_notebook(str(path)).items():
-            rows.append({"chapter": path.stem, "parameter": name, "default": info["default"], "meaning": info["help"]})
-    return pd.DataFrame(rows).set_index(["chapter", "parameter"])
+            rows.append({"chapter": path.stem.split("_")[0], "parameter": name, "default": info["default"],
+                         "meaning": info["help"]})
+    frame = pd.DataFrame(rows, columns=["chapter", "parameter", "default", "meaning"])
+    table = frame.groupby(["parameter", "default", "meaning"], sort=False)["chapter"].agg(", ".join)
+    return table.rename("chapters").reset_index().set_index("parameter")[["chapters", "default", "meaning"]]
 
 
 # ================================================================================================================

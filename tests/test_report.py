@@ -174,10 +174,10 @@ def test_step_example_follows_the_first_flip() -> None:
     assert (none.index, none.flips, none.losses, len(none.classes)) == (0, 0, 0, 4)
 
 
-def test_parameter_table_reads_each_listed_chapter(tmp_path: Path) -> None:
+def test_parameter_table_lists_a_shared_parameter_once(tmp_path: Path) -> None:
     (tmp_path / "book").mkdir()
     for name, source in (("01_a", 'profile = "mini"  # which profile\nseeds = [1]  # the seeds'),
-                         ("02_b", 'steps = 4  # K')):
+                         ("02_b", 'profile = "mini"  # which profile\nsteps = 4  # K\nseeds = [1, 2]  # the seeds')):
         nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
                                                                "display_name": "Python 3"}})
         nb.cells = [nbformat.v4.new_code_cell(source, metadata={"tags": ["parameters"]})]
@@ -185,8 +185,10 @@ def test_parameter_table_reads_each_listed_chapter(tmp_path: Path) -> None:
     toc = {"parts": [{"chapters": [{"file": "book/01_a"}, {"file": "book/intro"}, {"file": "book/02_b"}]}]}
     (tmp_path / "_toc.yml").write_text(json.dumps(toc))  # JSON is YAML
     table = report.parameter_table(tmp_path / "_toc.yml")
-    assert list(table.index) == [("01_a", "profile"), ("01_a", "seeds"), ("02_b", "steps")]
-    assert table.loc[("01_a", "seeds"), "default"] == "[1]" and table.loc[("02_b", "steps"), "meaning"] == "K"
+    # a parameter shared with the same default and meaning is one row naming its chapters; another default, another row
+    assert list(table.index) == ["profile", "seeds", "steps", "seeds"]
+    assert list(table["chapters"]) == ["01, 02", "01", "02", "02"]
+    assert list(table["default"]) == ['"mini"', "[1]", "4", "[1, 2]"] and table.loc["steps", "meaning"] == "K"
 
 
 # ---------------------------------------------------------------------------------------------- chapter 07
@@ -407,3 +409,20 @@ def test_training_cost_table_reads_every_bench_record_beside_the_reported_timing
     mini = records["mini-cpu.json"].methods["rmma"].train_ms_per_image
     row = table[table.index.str.contains("mini-cpu.json")].iloc[0]
     assert row["R-MMA"] == pytest.approx(mini[max(mini, key=int)]) and row["batch"] == max(mini, key=int)
+
+
+def test_execution_status_says_what_ran_on_which_profile(tmp_path: Path) -> None:
+    """Result files are counted per profile and bench records name their device; a profile with nothing is said so."""
+    import shutil
+
+    from perlkit.bench import BENCH_DIR
+
+    (tmp_path / "results" / "mini").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / "results" / "mini" / f"b2n-{i}.json").write_text("{}")
+    (tmp_path / "bench").mkdir()
+    shutil.copy(Path(BENCH_DIR) / "paper-cuda-nvidia-h100-80gb-hbm3.json", tmp_path / "bench")
+    status = report.execution_status(tmp_path / "results", tmp_path / "bench")
+    assert status.startswith("**mini profile**: 3 training and evaluation runs (data/results/mini); **paper profile**")
+    assert "paper profile**: no training or evaluation run; timing bench on NVIDIA H100 80GB HBM3 (ViT-B/16, random" \
+        in status

@@ -29,6 +29,20 @@ def test_resolve_methods_expands_perl_and_rejects_unknown() -> None:
         resolve_methods(["perll"])
 
 
+def test_resolve_methods_reads_option_variants() -> None:
+    """'rmma:mar=false' times R-MMA without its routing beside R-MMA itself; a bad variant names what is wrong."""
+    specs = resolve_methods(["rmma", "rmma:mar=false", "rmma:attention=false,sep_weight=0"])
+    assert [s.label for s in specs] == ["rmma", "rmma:attention=false,sep_weight=0", "rmma:mar=false"]
+    assert specs[2] == MethodSpec("rmma:mar=false", "rmma", {"mar": False})
+    assert specs[1].options == {"attention": False, "sep_weight": 0}
+    with pytest.raises(ValueError, match=r"unknown method 'rmmb' in 'rmmb:mar=false'"):
+        resolve_methods(["rmmb:mar=false"])
+    with pytest.raises(ValueError, match=r"bad method options in 'rmma:mar'"):
+        resolve_methods(["rmma:mar"])
+    with pytest.raises(ValueError, match=r"no options after ':' in 'rmma:'"):
+        resolve_methods(["rmma:"])
+
+
 def test_zeroshot_runs_every_block_once(tiny_backbone: FrozenCLIP) -> None:
     counts = count_block_evaluations(build_method("zeroshot", tiny_backbone), tiny_backbone.image_size)
     assert counts["eval_vision_per_image"] == 12

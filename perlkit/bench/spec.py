@@ -50,15 +50,37 @@ class MethodSpec:
 
 
 def available_methods() -> list[str]:
-    """Names ``--methods`` accepts: registered methods, plus ``perl-k<K>`` for one PERL depth of reasoning."""
+    """Names ``--methods`` accepts: registered methods, plus ``perl-k<K>`` for one PERL depth of reasoning (and any
+    method with options, ``method:key=value[,key=value]``, e.g. ``rmma:mar=false``)."""
     return sorted(set(list_methods()) | {f"perl-k{k}" for k in PERL_STEPS})
 
 
+def _variant(name: str) -> MethodSpec:
+    """``method:key=value[,key=value]`` as a spec labelled by the name, so that the bench can time a method with a
+    part switched off (``rmma:attention=false``) beside the method itself: the difference is that part's cost."""
+    from perlkit.methods.registry import parse_option
+
+    method, _, text = name.partition(":")
+    if method not in list_methods():
+        raise ValueError(f"unknown method {method!r} in {name!r} for the bench; available: {', '.join(list_methods())}")
+    try:
+        options = dict(parse_option(item) for item in text.split(",") if item)
+    except Exception as err:  # argparse.ArgumentTypeError: an item without '='
+        raise ValueError(f"bad method options in {name!r}: {err} (expected method:key=value[,key=value])") from err
+    if not options:
+        raise ValueError(f"no options after ':' in {name!r} (expected method:key=value[,key=value])")
+    return MethodSpec(name, method, options)
+
+
 def resolve_methods(names: Sequence[str] | None = None) -> list[MethodSpec]:
-    """Expand names into specs ('perl' means K = 1..5); unknown names raise with the available ones listed."""
+    """Expand names into specs ('perl' means K = 1..5, 'rmma:mar=false' a method with options); unknown names raise
+    with the available ones listed."""
     names = list(names) if names else list_methods()
     specs: dict[str, MethodSpec] = {}
     for name in names:
+        if ":" in name:
+            specs.setdefault(name, _variant(name))
+            continue
         match = re.fullmatch(r"perl-k(\d+)", name)
         if name == "perl":
             steps = list(PERL_STEPS)

@@ -198,7 +198,8 @@ def execution_status(results_root: str | Path | None = None, bench_dir: str | Pa
     lines = []
     for name in ("mini", "paper"):
         runs = len(list((root / name).glob("*.json")))
-        said = f"{runs:,} training and evaluation runs (data/results/{name})" if runs else "no training or evaluation run"
+        said = f"{runs:,} training and evaluation runs (data/results/{name})" if runs else \
+            "no training or evaluation run"
         benches = sorted({f"{r.device_name} ({MODEL_LABELS.get(r.model, r.model)}, {r.weights} weights)"
                           for r in records if r.profile == name})
         lines.append(f"**{name} profile**: {said}" + (f"; timing bench on {', '.join(benches)}" if benches else ""))
@@ -639,6 +640,31 @@ def shipped_grid(session: Session, specs: Sequence[RunSpec]) -> ShippedGrid:
         elif session.store.get(spec) is not None:
             stale += 1
     return ShippedGrid(current, len(specs), stale)
+
+
+def component_cost_table(records: Mapping[str, Any] | None = None, method: str = "rmma") -> pd.DataFrame:
+    """Where a method's training time goes: in every bench record that also timed ``method:<option>`` variants
+    (``perlkit bench --methods rmma rmma:attention=false ...``), the full method's ms per image, each variant's, and
+    the difference, which is the cost of the part the option switches off (with its share of the full step)."""
+    from perlkit.bench import load_records
+
+    rows = []
+    for name, record in sorted((records if records is not None else load_records()).items()):
+        full = record.methods.get(method)
+        if full is None or not full.train_ms_per_image:
+            continue
+        batch = max(full.train_ms_per_image, key=int)
+        base, where = full.train_ms_per_image[batch], f"{record.device_name} ({record.model}, {name})"
+        variants = {"nothing": base} | {label.split(":", 1)[1]: entry.train_ms_per_image[batch]
+                                        for label, entry in record.methods.items()
+                                        if label.startswith(f"{method}:") and batch in entry.train_ms_per_image}
+        if len(variants) == 1:  # a record that timed no variant says nothing about the parts
+            continue
+        for off, ms in variants.items():
+            rows.append({"record": where, "batch": int(batch), "switched off": off, "ms / image": ms,
+                         "saved ms / image": base - ms, "share of the step (%)": 100 * (base - ms) / base})
+    return pd.DataFrame(rows, columns=["record", "batch", "switched off", "ms / image", "saved ms / image",
+                                       "share of the step (%)"])
 
 
 def training_cost_table(methods: Sequence[str] = ("rmma", "mma", "perl", "mmrl")) -> pd.DataFrame:

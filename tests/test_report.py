@@ -426,3 +426,22 @@ def test_execution_status_says_what_ran_on_which_profile(tmp_path: Path) -> None
     assert status.startswith("**mini profile**: 3 training and evaluation runs (data/results/mini); **paper profile**")
     assert "paper profile**: no training or evaluation run; timing bench on NVIDIA H100 80GB HBM3 (ViT-B/16, random" \
         in status
+
+
+def test_component_cost_table_subtracts_each_variant_from_the_full_method() -> None:
+    """A part's cost is the full step minus the step with that part switched off, at the largest batch timed."""
+    from types import SimpleNamespace as NS
+
+    def entry(ms: dict[str, float]) -> NS:
+        return NS(train_ms_per_image=ms)
+
+    record = NS(device_name="cpu", model="ViT-B-16", methods={
+        "mma": entry({"4": 3.0}), "rmma": entry({"4": 10.0, "32": 8.0}),
+        "rmma:attention=false": entry({"32": 6.0}), "rmma:mar=false": entry({"4": 9.0})})
+    table = report.component_cost_table({"a.json": record})
+    assert list(table["switched off"]) == ["nothing", "attention=false"]  # mar=false has no batch-32 timing
+    assert list(table["batch"]) == [32, 32] and list(table["saved ms / image"]) == [0.0, 2.0]
+    assert table["share of the step (%)"].iloc[1] == 25.0 and table["record"].iloc[0] == "cpu (ViT-B-16, a.json)"
+    assert report.component_cost_table({"b.json": NS(device_name="x", model="m", methods={"mma": entry({})})}).empty
+    no_variant = NS(device_name="x", model="m", methods={"rmma": entry({"4": 1.0})})
+    assert report.component_cost_table({"c.json": no_variant}).empty

@@ -33,3 +33,17 @@ def tiny_batch(tiny_backbone: FrozenCLIP) -> tuple[torch.Tensor, torch.Tensor, l
     labels = torch.tensor([0, 1, 2, 1])
     prompts = ["a photo of a red circle.", "a photo of a blue square.", "a photo of a green star."]
     return images, labels, prompts
+
+
+@pytest.fixture
+def book_style():
+    """A test that draws does so in the book's style; matplotlib's settings come back and its figures close after."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from perlkit import plots
+
+    with matplotlib.rc_context():
+        plots.book_style()
+        yield
+    plt.close("all")

@@ -31,13 +31,7 @@ SETTINGS = [(7, 4, 12, None), (0, 10, 24, "mini profile (tiny CLIP, one seed)"),
                          "every rival trained with its own default recipe")]
 
 
-@pytest.fixture(autouse=True)
-def book_style():
-    """Each test draws in the book's style, then puts matplotlib's settings back and closes its figures."""
-    with matplotlib.rc_context():
-        plots.book_style()
-        yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("book_style")  # conftest: the book's style, restored after each test
 
 
 def texts(fig: plt.Figure) -> list[Text]:

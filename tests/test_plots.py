@@ -34,13 +34,7 @@ CROWDED = pd.DataFrame({"method": ["zero-shot CLIP", "CoOp", "KgCoOp", "CoCoOp",
                         "accuracy": [70 + 0.06 * ((3 * i) % 7) for i in range(14)]})
 
 
-@pytest.fixture(autouse=True)
-def book_style():
-    """Each test draws in the book's style, then puts matplotlib's settings back and closes its figures."""
-    with matplotlib.rc_context():
-        plots.book_style()
-        yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("book_style")  # conftest: the book's style, restored after each test
 
 
 def shown_inches(fig: plt.Figure) -> float:

@@ -14,6 +14,7 @@ import seaborn as sns
 from perlkit.data import DISPLAY_NAMES
 from perlkit.experiments.ablations import ablation_order
 from perlkit.experiments.store import device_label
+from perlkit.reported import display_name  # chapters call it as plots.display_name
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -421,13 +422,6 @@ def rst_to_markdown(text: str) -> str:
 # Chapters 01-06, 08 and 11 (introduction, method, training, base-to-novel, cross-dataset, domain generalisation,
 # dynamics, reproduce). Helpers in this section are used by those chapters; they rely on the imports above.
 # ================================================================================================================
-def display_name(name: str) -> str:
-    """A dataset key ('oxford_flowers') as the paper prints it ('Flowers102'); 'average' and unknown keys pass."""
-    from perlkit.data import DISPLAY_NAMES
-
-    return DISPLAY_NAMES.get(name, name.capitalize() if name == "average" else name)
-
-
 def image_grid(rows: Sequence[tuple[str, Sequence[tuple[object, str]]]], size: float = 1.25,
                title: str = "") -> plt.Figure:
     """Sample images, one row per benchmark: ``rows`` = [(row title, [(PIL image, class name), ...]), ...]; the

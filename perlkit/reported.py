@@ -13,9 +13,10 @@ import pandas as pd
 from perlkit.files import package_path
 
 __all__ = [
-    "DYNAMICS_PROTOCOLS", "PROMPT_LEARNING_RIVALS", "REPORTED_DIR", "available", "citation", "efficiency_table",
-    "fig4_accuracy_by_step", "fig4_start_end", "fig5_kl_split", "fig8_step0_accuracy", "load_reported",
-    "prompt_learning_rivals", "reported_b2n", "reported_dir", "table5_b2n", "table6_b2n", "table7_cross_dataset",
+    "DYNAMICS_PROTOCOLS", "PROMPT_LEARNING_RIVALS", "REPORTED_DIR", "available", "citation", "display_name",
+    "efficiency_table", "fig4_accuracy_by_step", "fig4_start_end", "fig5_kl_split", "fig8_step0_accuracy",
+    "load_reported", "prompt_learning_rivals", "reported_b2n", "reported_dir", "table5_b2n", "table6_b2n",
+    "table7_cross_dataset",
 ]
 
 #: the reported CSVs ship inside the package (package data), so an installed wheel has them too
@@ -132,8 +133,9 @@ def _sources(keys: Iterable[str]) -> str:
     return "; ".join(citation(key) for key in dict.fromkeys(keys))
 
 
-def _dataset_label(key: str) -> str:
-    """A dataset key as the paper prints it ('oxford_flowers' -> 'Flowers102'), 'average' as 'Average'."""
+def display_name(key: str) -> str:
+    """A dataset key ('oxford_flowers') as the paper prints it ('Flowers102'); 'average' and unknown keys pass. (The
+    registry is imported on first use: the data package is heavy and this module is not.)"""
     from perlkit.data.registry import DISPLAY_NAMES
 
     return DISPLAY_NAMES.get(key, key.capitalize() if key == "average" else key)
@@ -149,7 +151,7 @@ def _dataset_order(keys: Iterable[str]) -> list[str]:
 
 def _flags(rows: pd.DataFrame) -> list[str]:
     """'method, dataset: note' of every row whose note flags its printed value, so a table never hides a doubt."""
-    return [f"{r.method}, {_dataset_label(str(r.dataset))}: {r.note}" for r in rows.itertuples()
+    return [f"{r.method}, {display_name(str(r.dataset))}: {r.note}" for r in rows.itertuples()
             if _FLAG.search(str(r.note))]
 
 
@@ -157,7 +159,7 @@ def _cells(rows: pd.DataFrame, value: str) -> pd.DataFrame:
     """``value`` of tidy rows as datasets (rows, paper order) by methods (columns, the CSV's order = the paper's)."""
     wide = rows.pivot(index="dataset", columns="method", values=value)
     wide = wide.reindex(index=_dataset_order(rows["dataset"]), columns=list(dict.fromkeys(rows["method"])))
-    wide.index = [_dataset_label(d) for d in wide.index]
+    wide.index = [display_name(d) for d in wide.index]
     return wide.rename_axis(index="dataset", columns="method")
 
 
@@ -318,7 +320,7 @@ def fig8_step0_accuracy() -> pd.DataFrame:
             record[f"{name}, zero-shot CLIP (Table 5)"] = clip.loc[dataset, metric] if hit is not None else float("nan")
         record["read as"] = "; ".join(f"{_B2N_COLUMNS[p.removeprefix('b2n_')]} {_read_as(r.value_low, r.value_high)}"
                                       for p, r in part.iterrows() if r.value_low != r.value_high)
-        records[_dataset_label(dataset)] = record
+        records[display_name(dataset)] = record
     table = pd.DataFrame.from_dict(records, orient="index").rename_axis(index="dataset")
     table.insert(2, "Base gap (Fig. 8 − Table 5)",
                  table["Base, step 0 (Fig. 8)"] - table["Base, zero-shot CLIP (Table 5)"])

@@ -280,10 +280,10 @@ def test_pretraining_interrupted_mid_phase_resumes_byte_identical(tmp_path: Path
     straight = P.pretrain_mini_clip(tmp_path / "a", **kw)
     real_lr = P._lr
 
-    def interrupt_at_step_3(step: int) -> float:
+    def interrupt_at_step_3(step: int, phases: list[dict]) -> float:
         if step == 3:
             raise KeyboardInterrupt
-        return real_lr(step)
+        return real_lr(step, phases)
 
     monkeypatch.setattr(P, "_lr", interrupt_at_step_3)
     with pytest.raises(KeyboardInterrupt):

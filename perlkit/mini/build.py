@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from perlkit.data.registry import SPECS
 from perlkit.files import cache_root, code_fingerprint, remove_stale_temps, temp_sibling
-from perlkit.mini.world import BENCHMARKS, WORLD_VERSION, Bench, bench_concepts_cached, render_bench_image
+from perlkit.mini.world import Bench
+from perlkit.mini.worlds import DEFAULT_WORLD, get_world
 
 SPLITS = ("train", "val", "test")
 MARKER = "BUILD_COMPLETE"
@@ -28,18 +29,22 @@ class MiniWorldError(ValueError):
     """The mini world cannot be built as asked (a folder holding other files, a bad seed or scale): says what to do."""
 
 
+#: the code that decides a world's pixels, by version (world 2 draws with world 1's renderer and its own additions)
+WORLD_CODE = {"1": ("world.py", "render.py"), "2": ("world.py", "render.py", "world2.py", "render2.py")}
+
+
 @functools.cache
-def world_fingerprint() -> str:
-    """What decides the default mini world's pixels: the renderer and world code (syntax only) and the world version
+def world_fingerprint(world: str = DEFAULT_WORLD) -> str:
+    """What decides a mini world's pixels: the renderer and world code (syntax only) and the world version
     (bumped with any change to how ``build_mini_world`` writes files). Results on that world carry it, so a new world
     makes them stale. Computed once a process (parsing the renderer takes ~0.1 s; every result lookup asks)."""
-    code = code_fingerprint([Path(__file__).with_name("world.py"), Path(__file__).with_name("render.py")])
-    return f"mini-world-{WORLD_VERSION}-{code[:16]}"
+    code = code_fingerprint([Path(__file__).with_name(name) for name in WORLD_CODE[get_world(world).version]])
+    return f"mini-world-{get_world(world).module.WORLD_VERSION}-{code[:16]}"
 
 
-def default_mini_root() -> Path:
-    """Where the mini world lives by default: $PERLKIT_CACHE (or ~/.cache/perlkit) / mini-<WORLD_VERSION>."""
-    return cache_root() / f"mini-{WORLD_VERSION}"
+def default_mini_root(world: str = DEFAULT_WORLD) -> Path:
+    """Where a mini world lives by default: $PERLKIT_CACHE (or ~/.cache/perlkit) / mini-<version>."""
+    return cache_root() / f"mini-{get_world(world).module.WORLD_VERSION}"
 
 
 def split_counts(b: Bench, scale: float) -> tuple[int, int, int]:
@@ -62,9 +67,9 @@ def _png_bytes(img) -> bytes:  # noqa: ANN001
     return buf.getvalue()
 
 
-def plan_items(b: Bench, bench_index: int, scale: float) -> list[tuple[int, int, int, str]]:
+def plan_items(b: Bench, bench_index: int, scale: float, world: str = DEFAULT_WORLD) -> list[tuple[int, int, int, str]]:
     """All (split, label, i, relpath-from-dataset-dir) items of a benchmark, in label order."""
-    concepts = bench_concepts_cached(bench_index)
+    concepts = get_world(world).module.bench_concepts_cached(bench_index)
     counts = split_counts(b, scale)
     items = []
     serial = 0
@@ -136,10 +141,11 @@ def _text(lines: list[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _meta_files(b: Bench, items: list[tuple[int, int, int, str]]) -> dict[str, bytes]:
+def _meta_files(b: Bench, items: list[tuple[int, int, int, str]], world: str = DEFAULT_WORLD) -> dict[str, bytes]:
     """Split files, class-name files and other metadata of a benchmark (relpath -> bytes)."""
-    from perlkit.mini.world import object_concepts
-    concepts = bench_concepts_cached([x.key for x in BENCHMARKS].index(b.key))
+    W = get_world(world).module  # noqa: N806
+    object_concepts = W.DOMAINS["object"]
+    concepts = W.bench_concepts_cached([x.key for x in W.BENCHMARKS].index(b.key))
     out: dict[str, bytes] = {}
     if b.domain == "object" and b.key != "caltech101":
         out["classnames.txt"] = _text([f"{wnid(i)} {c.name}" for i, c in enumerate(object_concepts())])
@@ -160,11 +166,12 @@ def _meta_files(b: Bench, items: list[tuple[int, int, int, str]]) -> dict[str, b
     return out
 
 
-def expected_counts(scale: float = 1.0) -> dict[str, dict[str, int]]:
+def expected_counts(scale: float = 1.0, world: str = DEFAULT_WORLD) -> dict[str, dict[str, int]]:
     """perlkit_expected.json content: classes and train/val/test counts of each benchmark."""
+    W = get_world(world).module  # noqa: N806
     out = {}
-    for bi, b in enumerate(BENCHMARKS):
-        n = len(bench_concepts_cached(bi))
+    for bi, b in enumerate(W.BENCHMARKS):
+        n = len(W.bench_concepts_cached(bi))
         tr, va, te = split_counts(b, scale)
         out[b.key] = {"num_classes": n, "train": tr * n, "val": va * n, "test": te * n}
     return out
@@ -180,17 +187,17 @@ source) and their exact CoOp/Dassl folder layouts and split-file formats, so tha
 """
 
 
-def _config(seed: int, scale: float) -> dict:
-    return {"world_version": WORLD_VERSION, "seed": seed, "scale": scale}
+def _config(seed: int, scale: float, world: str = DEFAULT_WORLD) -> dict:
+    return {"world_version": get_world(world).module.WORLD_VERSION, "seed": seed, "scale": scale}
 
 
-def is_complete(root: Path, seed: int = 0, scale: float = 1.0) -> bool:
+def is_complete(root: Path, seed: int = 0, scale: float = 1.0, world: str = DEFAULT_WORLD) -> bool:
     """True when root holds a finished build of this world version, seed and scale."""
     m = root / MARKER
     if not m.is_file():
         return False
     info = _marker_info(root)
-    return info is not None and info.get("config") == _config(seed, scale)
+    return info is not None and info.get("config") == _config(seed, scale, world)
 
 
 def _marker_info(root: Path) -> dict | None:
@@ -241,9 +248,9 @@ def check_config(seed: int, scale: float) -> tuple[int, float]:
     return int(seed), scale if isinstance(scale, int | float) else float(scale)
 
 
-def _install(tmp: Path, root: Path, seed: int, scale: float) -> None:
+def _install(tmp: Path, root: Path, seed: int, scale: float, world: str = DEFAULT_WORLD) -> None:
     """Move a finished build into place; a former perlkit world is moved into a temp sibling first, then deleted."""
-    if is_complete(root, seed, scale):  # another process finished the same build meanwhile
+    if is_complete(root, seed, scale, world):  # another process finished the same build meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
         return
     check_replaceable(root)  # again: something may have been put there while rendering
@@ -261,12 +268,12 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _render_png(job: tuple[int, int, int, int, int]) -> bytes:
-    return _png_bytes(render_bench_image(*job))
+def _render_png(job: tuple[str, int, int, int, int, int]) -> bytes:
+    return _png_bytes(get_world(job[0]).module.render_bench_image(*job[1:]))
 
 
 def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = True, scale: float = 1.0,
-                     workers: int | None = None) -> Path:
+                     workers: int | None = None, world: str = DEFAULT_WORLD) -> Path:
     """Render all 15 mini benchmarks under root (atomically: temp sibling + os.replace); reuse a complete build.
 
     Every image has its own RNG stream, so the bytes do not depend on ``workers`` (default: up to 2 processes).
@@ -274,9 +281,10 @@ def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = T
     folders of killed builds are removed, and this build's own on any failure.
     """
     seed, scale = check_config(seed, scale)
-    root = Path(root) if root is not None else default_mini_root()
+    world = get_world(world).version  # an unknown version fails here, before any work
+    root = Path(root) if root is not None else default_mini_root(world)
     remove_stale_temps(root)
-    if is_complete(root, seed, scale):
+    if is_complete(root, seed, scale, world):
         return root
     check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -285,18 +293,19 @@ def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = T
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        _render_into(tmp, seed, scale, progress, workers)
-        _install(tmp, root, seed, scale)
+        _render_into(tmp, seed, scale, progress, workers, world)
+        _install(tmp, root, seed, scale, world)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
 
 
-def _render_into(tmp: Path, seed: int, scale: float, progress: bool, workers: int | None) -> None:
+def _render_into(tmp: Path, seed: int, scale: float, progress: bool, workers: int | None,
+                 world: str = DEFAULT_WORLD) -> None:
     """Write every image, split file and the marker of one world into the (new, empty) folder tmp."""
     manifest = hashlib.sha256()
-    plans = [(bi, b, plan_items(b, bi, scale)) for bi, b in enumerate(BENCHMARKS)]
+    plans = [(bi, b, plan_items(b, bi, scale, world)) for bi, b in enumerate(get_world(world).module.BENCHMARKS)]
     total = sum(len(p) for _, _, p in plans)
     bar = tqdm(total=total, desc="mini world", disable=not progress, unit="img")
     workers = max(1, min(os.cpu_count() or 1, 2)) if workers is None else workers
@@ -305,13 +314,13 @@ def _render_into(tmp: Path, seed: int, scale: float, progress: bool, workers: in
     try:
         for bi, b, items in plans:
             ddir = tmp / DATASET_DIR[b.key]
-            jobs = [(seed, bi, split, label, i) for split, label, i, _rel in items]
+            jobs = [(world, seed, bi, split, label, i) for split, label, i, _rel in items]
             datas = pool.imap(_render_png, jobs, chunksize=32) if pool else map(_render_png, jobs)
             for (_s, _l, _i, rel), data in zip(items, datas, strict=True):
                 _write(ddir / rel, data)
                 manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
                 bar.update(1)
-            for rel, data in _meta_files(b, items).items():
+            for rel, data in _meta_files(b, items, world).items():
                 _write(ddir / rel, data)
                 manifest.update(f"{b.key}/{rel}\0".encode() + hashlib.sha256(data).digest())
         finished = True
@@ -323,12 +332,13 @@ def _render_into(tmp: Path, seed: int, scale: float, progress: bool, workers: in
                 pool.terminate()
             pool.join()
     bar.close()
-    exp = json.dumps(expected_counts(scale), indent=1).encode()
+    exp = json.dumps(expected_counts(scale, world), indent=1).encode()
     _write(tmp / "perlkit_expected.json", exp)
-    _write(tmp / "README.md", README.format(version=WORLD_VERSION, seed=seed, scale=scale).encode())
+    version = get_world(world).module.WORLD_VERSION
+    _write(tmp / "README.md", README.format(version=version, seed=seed, scale=scale).encode())
     manifest.update(exp)
-    (tmp / MARKER).write_text(json.dumps({"config": _config(seed, scale), "manifest_sha256": manifest.hexdigest(),
-                                          "num_images": total}, indent=1) + "\n")
+    marker = {"config": _config(seed, scale, world), "manifest_sha256": manifest.hexdigest(), "num_images": total}
+    (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
 
 
 def ensure_mini_world(root: Path | None = None) -> Path:

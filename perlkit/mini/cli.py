@@ -9,7 +9,8 @@ from pathlib import Path
 
 def _build(args: argparse.Namespace) -> int:
     from perlkit.mini.build import build_mini_world
-    root = build_mini_world(Path(args.root) if args.root else None, seed=args.seed, progress=True, scale=args.scale)
+    root = build_mini_world(Path(args.root) if args.root else None, seed=args.seed, progress=True, scale=args.scale,
+                            world=args.world)
     print(f"mini world ready at {root}")
     return 0
 
@@ -30,7 +31,10 @@ def pretrain_out_dir(out: str | None, ship: bool) -> Path:
 def _pretrain(args: argparse.Namespace) -> int:
     from perlkit.mini.pretrain import pretrain_mini_clip
     out = pretrain_out_dir(args.out, args.ship)
-    log = pretrain_mini_clip(out, seed=args.seed, steps=args.steps, progress=True, eval_every=args.eval_every)
+    if args.world != "1" and args.ship:
+        raise ValueError(f"--ship writes the shipped world-1 weights; pretrain world {args.world} with --out DIR")
+    log = pretrain_mini_clip(out, seed=args.seed, steps=args.steps, progress=True, eval_every=args.eval_every,
+                             world=args.world)
     print(json.dumps({"weights_sha256": log["weights_sha256"], "wall_time_s": log["wall_time_s"],
                       "zeroshot_test_top1": log["zeroshot_test_top1"], "zeroshot_mean": log["zeroshot_mean"],
                       "weights": str(out / "mini-clip.pt")}, indent=1))
@@ -43,7 +47,17 @@ def _calibrate(args: argparse.Namespace) -> int:
     from perlkit.experiments.protocols import Session
     from perlkit.profiles import get_profile
 
-    session = Session(get_profile(args.profile, data_root=args.data_root), progress=True)
+    overrides = {"data_root": args.data_root}
+    if args.world != "1":  # a candidate world: its own folder (built when absent) and weights pretrained on it
+        from perlkit.mini.build import build_mini_world
+        if args.profile != "mini" or not args.weights:
+            raise ValueError(f"--world {args.world} calibrates a candidate mini world: give --weights, the "
+                             f"mini-clip.pt that `perlkit mini pretrain --world {args.world}` wrote")
+        overrides["data_root"] = str(build_mini_world(Path(args.data_root) if args.data_root else None,
+                                                      world=args.world))
+    if args.weights:
+        overrides["pretrained"] = args.weights
+    session = Session(get_profile(args.profile, **overrides), progress=True)
     report = calibrate(session, datasets=args.datasets or B2N_DATASETS, template=args.template, progress=True)
     if args.json:
         print(json.dumps(report, indent=1))
@@ -57,20 +71,23 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `mini build`, `pretrain` and `calibrate` under the perlkit CLI; each handler returns an exit code."""
-    from perlkit.mini.pretrain import DEFAULT_STEPS
+    from perlkit.mini.worlds import DEFAULT_WORLD, WORLDS
     mini = subparsers.add_parser("mini", help="synthetic mini world and mini CLIP")
+    world_help = f"world version (default {DEFAULT_WORLD}, the shipped one; 2 is the candidate of issue 13)"
     sub = mini.add_subparsers(dest="mini_command", required=True)
     b = sub.add_parser("build", help="render the 15 mini benchmarks in CoOp layouts")
     b.add_argument("--root", default=None, help="target folder (default: $PERLKIT_CACHE/mini-<version>)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--scale", type=float, default=1.0, help="fraction of the images per class (tests)")
+    b.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
     b.set_defaults(func=_build, handler=_build)
     p = sub.add_parser("pretrain", help="pretrain the mini CLIP contrastively on world captions")
     p.add_argument("--out", default=None, help="output folder (default: $PERLKIT_CACHE/mini-clip)")
     p.add_argument("--ship", action="store_true",
                    help="write into the checkout's perlkit/assets/mini (the shipped weights)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--steps", type=int, default=None, help="stop early on the world's schedule (default: all)")
+    p.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
     p.add_argument("--eval-every", type=int, default=0, help="quick zero-shot every N steps (0 = only at the end)")
     p.set_defaults(func=_pretrain, handler=_pretrain)
     c = sub.add_parser("calibrate", help="zero-shot vs 16-shot linear probe per benchmark, beside the real ViT-B/16")
@@ -79,4 +96,6 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--data-root", default=None, help="data root (default: the profile's)")
     c.add_argument("--template", default="coop", choices=["coop", "single"])
     c.add_argument("--datasets", nargs="*", default=None, help="base-to-novel datasets (default: all 11)")
+    c.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
+    c.add_argument("--weights", default=None, help="a mini-clip.pt to calibrate instead of the shipped weights")
     c.set_defaults(func=_calibrate, handler=_calibrate)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from perlkit.files import atomic_write_bytes
 from perlkit.mini import world as W
 from perlkit.mini.weights import MINI_MODEL, create_mini_model, get_mini_tokenizer
+from perlkit.mini.worlds import get_world
 
 Rng = np.random.Generator
 
@@ -119,24 +120,25 @@ def caption(rng: Rng, domain: str, c: W.Concept, mode: str) -> str:
     raise ValueError(domain)
 
 
-_DOMAIN_CONCEPTS: dict[str, list[W.Concept]] = {}
+_DOMAIN_CONCEPTS: dict[tuple[str, str], list[W.Concept]] = {}
 
 
 def sample_pair(rng: Rng, domain_weights: dict[str, float] = DOMAIN_WEIGHTS,
-                object_modes: dict[str, float] = OBJECT_MODES) -> tuple[np.ndarray, str]:
-    """Draw one (image, caption) pretraining pair from the world's concept sampler."""
+                object_modes: dict[str, float] = OBJECT_MODES, world: str = "1") -> tuple[np.ndarray, str]:
+    """Draw one (image, caption) pretraining pair from a world's concept sampler."""
+    w = get_world(world)
     doms = list(domain_weights)
     d = doms[int(rng.choice(len(doms), p=np.array([domain_weights[k] for k in doms])))]
-    if d not in _DOMAIN_CONCEPTS:
-        _DOMAIN_CONCEPTS[d] = W.DOMAINS[d]()
-    cs = _DOMAIN_CONCEPTS[d]
+    if (world, d) not in _DOMAIN_CONCEPTS:
+        _DOMAIN_CONCEPTS[world, d] = w.module.DOMAINS[d]()
+    cs = _DOMAIN_CONCEPTS[world, d]
     c = cs[int(rng.integers(len(cs)))]
     mode = "photo"
     if d == "object":
         modes = list(object_modes)
         mode = modes[int(rng.choice(len(modes), p=np.array([object_modes[k] for k in modes])))]
-    img = W.render_concept(rng, d, c, mode)
-    return np.asarray(img, np.uint8), caption(rng, d, c, mode)
+    img = w.module.render_concept(rng, d, c, mode)
+    return np.asarray(img, np.uint8), w.caption(rng, d, c, mode)
 
 
 _MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
@@ -149,19 +151,21 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return (x - _MEAN) / _STD
 
 
-def make_batch(seed: int, step: int, batch_size: int, tokenizer) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+def make_batch(seed: int, step: int, batch_size: int, tokenizer,  # noqa: ANN001
+               world: str = "1") -> tuple[torch.Tensor, torch.Tensor]:
     """The deterministic batch of a step: its own RNG stream (seed, step), so a resumed run sees the same data."""
     rng = np.random.default_rng([seed, 7, step])
-    ph = PHASES[_phase(step)[0]]
-    pairs = [sample_pair(rng, ph["domain_weights"], ph["object_modes"]) for _ in range(batch_size)]
+    phases = get_world(world).phases
+    ph = phases[_phase(step, phases)[0]]
+    pairs = [sample_pair(rng, ph["domain_weights"], ph["object_modes"], world) for _ in range(batch_size)]
     return to_tensor([p[0] for p in pairs]), tokenizer([p[1] for p in pairs])
 
 
 class _StepBatches(torch.utils.data.Dataset):
     """Batches indexed by step (rendered in a worker process so that drawing overlaps the model step)."""
 
-    def __init__(self, seed: int, start: int, steps: int, batch_size: int) -> None:
-        self.seed, self.start, self.steps, self.bs = seed, start, steps, batch_size
+    def __init__(self, seed: int, start: int, steps: int, batch_size: int, world: str = "1") -> None:
+        self.seed, self.start, self.steps, self.bs, self.world = seed, start, steps, batch_size, world
         self.tok = None
 
     def __len__(self) -> int:
@@ -171,7 +175,7 @@ class _StepBatches(torch.utils.data.Dataset):
         if self.tok is None:
             self.tok = get_mini_tokenizer()
         torch.set_num_threads(1)
-        return make_batch(self.seed, self.start + i, self.bs, self.tok)
+        return make_batch(self.seed, self.start + i, self.bs, self.tok, self.world)
 
 
 def encode_text_trunc(model, text: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
@@ -188,8 +192,9 @@ def encode_text_trunc(model, text: torch.Tensor) -> torch.Tensor:  # noqa: ANN00
 # ----------------------------------------------------------------------------------------------- zero-shot
 @torch.no_grad()
 def quick_zeroshot(model, tokenizer, per_class: int | None = None, seed: int = 0,  # noqa: ANN001
-                   keys: list[str] | None = None, cache: dict | None = None) -> dict[str, float]:
+                   keys: list[str] | None = None, cache: dict | None = None, world: str = "1") -> dict[str, float]:
     """Private sanity check: zero-shot top-1 (%) of the model on each benchmark's test split (CoOp templates)."""
+    W = get_world(world).module  # noqa: N806
     model.eval()
     out = {}
     for bi, b in enumerate(W.BENCHMARKS):
@@ -220,30 +225,31 @@ def quick_zeroshot(model, tokenizer, per_class: int | None = None, seed: int = 0
     return out
 
 
-def chance_levels() -> dict[str, float]:
+def chance_levels(world: str = "1") -> dict[str, float]:
     """Chance accuracy (%) per benchmark."""
+    W = get_world(world).module  # noqa: N806
     return {b.key: round(100.0 / len(W.bench_concepts_cached(i)), 2) for i, b in enumerate(W.BENCHMARKS)}
 
 
 # ----------------------------------------------------------------------------------------------- training
-def _phase(step: int) -> tuple[int, int]:
+def _phase(step: int, phases: list[dict] = PHASES) -> tuple[int, int]:
     """(phase index, step within the phase) of a global step."""
     start = 0
-    for i, ph in enumerate(PHASES):
+    for i, ph in enumerate(phases):
         if step < start + ph["steps"]:
             return i, step - start
         start += ph["steps"]
-    return len(PHASES) - 1, step - (start - PHASES[-1]["steps"])
+    return len(phases) - 1, step - (start - phases[-1]["steps"])
 
 
-def _boundaries() -> list[int]:
-    return [sum(ph["steps"] for ph in PHASES[: i + 1]) for i in range(len(PHASES))]
+def _boundaries(phases: list[dict] = PHASES) -> list[int]:
+    return [sum(ph["steps"] for ph in phases[: i + 1]) for i in range(len(phases))]
 
 
-def _lr(step: int) -> float:
+def _lr(step: int, phases: list[dict] = PHASES) -> float:
     """Linear warm-up then cosine decay to min_lr, restarted at each phase."""
-    i, s = _phase(step)
-    ph = PHASES[i]
+    i, s = _phase(step, phases)
+    ph = phases[i]
     steps, lr = ph["steps"], ph["lr"]
     warm = max(1, int(ph["warmup_frac"] * steps))
     if s < warm:
@@ -285,15 +291,20 @@ def save_resume_state(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_STEPS, progress: bool = True,
-                       batch_size: int | None = None, eval_every: int = 0, final_eval: bool = True) -> dict:
+def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int | None = None, progress: bool = True,
+                       batch_size: int | None = None, eval_every: int = 0, final_eval: bool = True,
+                       world: str = "1") -> dict:
     """Pretrain the mini CLIP from scratch (deterministic, resumable) and write weights, sha256 and log.
 
-    The learning-rate/data schedule is the fixed list PHASES (steps = its total by default); a smaller
+    The learning-rate/data schedule is the world's fixed list of phases (steps = its total by default); a smaller
     ``steps`` stops early on the same schedule (smoke runs), and a checkpoint left at a phase boundary resumes.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= DEFAULT_STEPS:
-        raise ValueError(f"steps must be an integer in 1..{DEFAULT_STEPS} (the PHASES schedule), got {steps!r}")
+    w = get_world(world)
+    phases = w.phases
+    total = sum(ph["steps"] for ph in phases)
+    steps = total if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= total:
+        raise ValueError(f"steps must be an integer in 1..{total} (world {world}'s schedule), got {steps!r}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2):
         raise ValueError(f"batch_size must be an integer >= 2 (a contrastive batch), got {batch_size!r}")
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
@@ -311,7 +322,7 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": RECIPE["weight_decay"]},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=PHASES[0]["lr"], betas=RECIPE["betas"],
+                             {"params": no_decay, "weight_decay": 0.0}], lr=phases[0]["lr"], betas=RECIPE["betas"],
                             eps=RECIPE["eps"])
     ckpt = out_dir / "pretrain_ckpt.pt"
     start, curve, evals, elapsed = 0, [], [], 0.0
@@ -319,7 +330,7 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
         st = load_resume_state(ckpt)
         # resume a run of the same seed/batch whose checkpoint lies on this schedule (a phase-boundary run counts)
         if st["seed"] == seed and st["batch_size"] == bs and st["step"] <= steps and (
-                st["steps"] == steps or st["steps"] in _boundaries()):
+                st["steps"] == steps or st["steps"] in _boundaries(phases)) and st.get("world", "1") == world:
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
             start, curve, evals, elapsed = st["step"], st["curve"], st["evals"], st["elapsed"]
@@ -331,12 +342,12 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
     zs_cache: dict = {}
     run_loss = None
     # the loader gets its own generator, so that the global RNG (restored on resume) is the model's alone
-    loader = torch.utils.data.DataLoader(_StepBatches(seed, start, steps, bs), batch_size=None, shuffle=False,
+    loader = torch.utils.data.DataLoader(_StepBatches(seed, start, steps, bs, world), batch_size=None, shuffle=False,
                                          num_workers=1, prefetch_factor=3, persistent_workers=False,
                                          generator=torch.Generator().manual_seed(seed))
     for step, (x, t) in zip(bar, loader, strict=False):
         for g in opt.param_groups:
-            g["lr"] = _lr(step)
+            g["lr"] = _lr(step, phases)
         fi = model.encode_image(x, normalize=True)
         ft = encode_text_trunc(model, t)
         logits = model.logit_scale.exp() * fi @ ft.T
@@ -354,13 +365,14 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
         bar.set_postfix(loss=f"{run_loss:.3f}", ls=f"{float(model.logit_scale.detach().exp()):.1f}")
         done = step + 1
         if eval_every and (done % eval_every == 0) and done < steps:
-            zs = quick_zeroshot(model, tokenizer, per_class=4, seed=0, cache=zs_cache)
+            zs = quick_zeroshot(model, tokenizer, per_class=4, seed=0, cache=zs_cache, world=world)
             evals.append({"step": done, "zeroshot_quick": zs, "mean": round(float(np.mean(list(zs.values()))), 2)})
             print(json.dumps(evals[-1]), flush=True)
         if done % RECIPE["checkpoint_every"] == 0 or done == steps:
             save_resume_state(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "step": done,
                                      "seed": seed, "steps": steps, "batch_size": bs, "curve": curve,
-                                     "evals": evals, "elapsed": time.time() - t0, "torch_rng": torch.get_rng_state()})
+                                     "evals": evals, "elapsed": time.time() - t0, "torch_rng": torch.get_rng_state(),
+                                     **({"world": world} if world != "1" else {})})
     wall = time.time() - t0
     weights = out_dir / "mini-clip.pt"
     sha = save_fp16_state_dict(model, weights)
@@ -368,16 +380,16 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int = DEFAULT_
     # final zero-shot with the float16-rounded weights exactly as shipped
     from perlkit.mini.weights import load_mini_model
     shipped = load_mini_model(weights, verify=False)
-    zs = quick_zeroshot(shipped, tokenizer, seed=0) if final_eval else {}
-    chance = chance_levels()
+    zs = quick_zeroshot(shipped, tokenizer, seed=0, world=world) if final_eval else {}
+    chance = chance_levels(world)
     log = {
         "model": MINI_MODEL, "seed": seed, "steps": steps, "batch_size": bs, "samples_seen": steps * bs,
-        "recipe": {k: v for k, v in RECIPE.items()}, "wall_time_s": round(wall, 1),
+        "recipe": {**RECIPE, "phases": phases}, "wall_time_s": round(wall, 1),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")},
         "torch_version": torch.__version__, "open_clip_version": __import__("open_clip").__version__,
-        "numpy_version": np.__version__, "world_version": W.WORLD_VERSION,
+        "numpy_version": np.__version__, "world_version": w.module.WORLD_VERSION,
         "weights_sha256": sha, "weights_bytes": weights.stat().st_size,
         "loss_curve": curve, "intermediate_evals": evals,
         "zeroshot_test_top1": zs, "zeroshot_mean": round(float(np.mean(list(zs.values()))), 2) if zs else None,

@@ -1,0 +1,37 @@
+"""The mini worlds perlkit can build, by version: world 1 (shipped, behind every result) and world 2 (the candidate
+of issue 13). A world is its module (vocabularies, renderers, benchmarks), its caption generator and its
+pretraining schedule; ``build``, ``pretrain`` and ``calibrate`` take ``--world``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+WORLDS = ("1", "2")
+DEFAULT_WORLD = "1"
+
+
+@dataclass(frozen=True)
+class World:
+    """What a world version decides: its images and benchmarks, its captions and its pretraining schedule."""
+
+    version: str
+    module: ModuleType
+    caption: Callable
+    phases: list[dict]
+
+
+def get_world(version: str = DEFAULT_WORLD) -> World:
+    """The world of a version, or an error listing the versions there are (built on each call, so a test that
+    patches a world's schedule is seen)."""
+    version = str(version)
+    if version == "1":
+        from perlkit.mini import pretrain, world
+
+        return World("1", world, pretrain.caption, pretrain.PHASES)
+    if version == "2":
+        from perlkit.mini import world2
+
+        return World("2", world2, world2.caption, world2.PHASES)
+    raise ValueError(f"unknown mini world {version!r}; there are {', '.join(WORLDS)}")

@@ -1,0 +1,95 @@
+"""Tests of world 2, the candidate mini world (issue 13): class counts from the real one-epoch budgets, swapped name
+pairs, captions, a tiny build the real readers read, and world 1 left exactly as its results were made."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perlkit.experiments.calibration import STEPS_FACTOR_BAR, base_class_count, perl_batch_size, real_steps_one_epoch
+from perlkit.mini import world2 as W2
+from perlkit.mini.build import build_mini_world, default_mini_root, expected_counts, world_fingerprint
+from perlkit.mini.worlds import get_world
+
+B2N = [b.key for b in W2.BENCHMARKS[:11]]
+
+
+def test_world2_renders_deterministically_at_64px() -> None:
+    for bi, b in enumerate(W2.BENCHMARKS):
+        split = 0 if b.per_class[0] else 2
+        a = W2.render_bench_image(0, bi, split, 1, 2)
+        assert a.size == (64, 64) and a.mode == "RGB", b.key
+        assert np.array_equal(np.asarray(a), np.asarray(W2.render_bench_image(0, bi, split, 1, 2))), b.key
+        assert not np.array_equal(np.asarray(a), np.asarray(W2.render_bench_image(1, bi, split, 1, 2))), b.key
+
+
+def test_world2_one_epoch_budget_within_the_bar_of_the_real_benchmarks() -> None:
+    """base classes x 16 shots / batch: within x1.5 of the real benchmark's steps (ImageNet exempt, 100 classes)."""
+    batch = perl_batch_size()
+    for bi, b in enumerate(W2.BENCHMARKS[:11]):
+        names = [c.name for c in W2.bench_concepts_cached(bi)]
+        assert len(set(names)) == len(names), b.key
+        steps = math.ceil(base_class_count(len(names)) * 16 / batch)
+        real = real_steps_one_epoch(b.key)
+        if b.key == "imagenet":
+            assert len(names) == 100
+            continue
+        assert real / STEPS_FACTOR_BAR <= steps <= real * STEPS_FACTOR_BAR, (b.key, steps, real)
+
+
+def test_swapped_pairs_are_symmetric_neighbours_at_the_set_fraction() -> None:
+    for domain, (frac, rate) in W2.SWAPS.items():
+        partners = W2.swap_partners(domain)
+        concepts = {c.name: c for c in W2.domain_concepts(domain)}
+        assert len(partners) == 2 * round(frac * len(concepts) / 2), domain
+        assert 0.5 < rate < 1
+        for a, b in partners.items():
+            assert partners[b] == a and a != b
+            ca, cb = concepts[a].attrs, concepts[b].attrs
+            assert len(ca) == 1 or sum(ca[k] != cb[k] for k in ca) == 1, (domain, a, b)
+    assert W2.swap_partners("pet") == {} and W2.swap_partners("object") == {}
+
+
+def test_captions_name_a_swapped_class_by_its_partner_more_often_than_by_itself() -> None:
+    rng = np.random.default_rng(0)
+    partners = W2.swap_partners("satellite")
+    concept = next(c for c in W2.domain_concepts("satellite") if c.name in partners)
+    said = Counter()
+    for _ in range(600):
+        text = W2.caption(rng, "satellite", concept, "photo")
+        said["own"] += concept.name in text
+        said["partner"] += partners[concept.name] in text
+    rate = W2.NAME_RATE["satellite"] * (1 - W2.CAPTION_NOISE)
+    assert said["partner"] > said["own"] > 0
+    assert abs((said["own"] + said["partner"]) / 600 - rate) < 0.06
+
+
+def test_world1_is_untouched_and_world2_has_its_own_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert get_world("1").module.WORLD_VERSION == "1" and get_world("2").module.WORLD_VERSION == "2"
+    assert world_fingerprint() == world_fingerprint("1") != world_fingerprint("2")
+    assert world_fingerprint("2").startswith("mini-world-2-")
+    monkeypatch.setenv("PERLKIT_CACHE", str(tmp_path))
+    assert default_mini_root("2") == tmp_path / "mini-2" != default_mini_root()
+    with pytest.raises(ValueError, match="unknown mini world '3'"):
+        get_world("3")
+
+
+@pytest.mark.slow
+def test_tiny_world2_build_is_read_by_the_real_readers(tmp_path: Path) -> None:
+    from perlkit.data import load_dataset
+
+    root = build_mini_world(tmp_path / "w2", seed=0, progress=False, scale=0.05, workers=1, world="2")
+    exp = json.loads((root / "perlkit_expected.json").read_text())
+    assert exp == expected_counts(0.05, "2") and exp["sun397"]["num_classes"] == 270
+    assert json.loads((root / "BUILD_COMPLETE").read_text())["config"]["world_version"] == "2"
+    for key in ("stanford_cars", "fgvc_aircraft", "dtd", "eurosat", "ucf101"):
+        splits = load_dataset(key, root)
+        assert len(splits.classnames) == exp[key]["num_classes"], key
+        assert len(splits.test) == exp[key]["test"], key
+    assert build_mini_world(root, seed=0, progress=False, scale=0.05, world="2") == root  # reused, not rebuilt
+    assert B2N[0] == "imagenet"

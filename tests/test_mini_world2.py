@@ -93,3 +93,13 @@ def test_tiny_world2_build_is_read_by_the_real_readers(tmp_path: Path) -> None:
         assert len(splits.test) == exp[key]["test"], key
     assert build_mini_world(root, seed=0, progress=False, scale=0.05, world="2") == root  # reused, not rebuilt
     assert B2N[0] == "imagenet"
+
+
+def test_cli_refuses_to_ship_world2_weights_or_calibrate_without_them(capsys: pytest.CaptureFixture[str]) -> None:
+    """--ship writes world 1's shipped weights: world 2's go to --out; calibrating world 2 needs its weights."""
+    from perlkit.cli import main as perlkit_main
+
+    assert perlkit_main(["mini", "pretrain", "--world", "2", "--ship"]) == 2
+    assert "pretrain world 2 with --out DIR" in capsys.readouterr().err
+    assert perlkit_main(["mini", "calibrate", "--world", "2"]) == 2
+    assert "give --weights" in capsys.readouterr().err

@@ -24,6 +24,7 @@ TOO_LONG = {
     "perlkit results --profile mini": "hours; tests/test_faults.py::test_results_writes_to_the_cache_unless_shipped",
     "perlkit results --profile mini --verify 5": "minutes (random draws may hit ImageNet runs); tests/test_evidence.py",
     "perlkit smoke --device cuda --ship": "GPU and --ship on purpose; tests/test_smoke.py runs the CPU version",
+    "perlkit mini pretrain --world 2 --out DIR": "over an hour; tests/test_mini_world2.py covers world 2",
 }
 
 

@@ -30,9 +30,9 @@ def pretrain_out_dir(out: str | None, ship: bool) -> Path:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from perlkit.mini.pretrain import pretrain_mini_clip
-    out = pretrain_out_dir(args.out, args.ship)
     if args.world != "1" and args.ship:
         raise ValueError(f"--ship writes the shipped world-1 weights; pretrain world {args.world} with --out DIR")
+    out = pretrain_out_dir(args.out, args.ship)
     log = pretrain_mini_clip(out, seed=args.seed, steps=args.steps, progress=True, eval_every=args.eval_every,
                              world=args.world)
     print(json.dumps({"weights_sha256": log["weights_sha256"], "wall_time_s": log["wall_time_s"],

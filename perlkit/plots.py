@@ -501,6 +501,36 @@ def training_curves(steps: Sequence[dict], title: str = "", height: float = 2.8)
     return fig
 
 
+def diagnosis_figure(diagnosis: Any, title: str = "") -> plt.Figure:
+    """A training diagnosis (``perlkit.experiments.diagnosis``) in two panels: the loss terms (10-step mean) per
+    optimiser step, and train and test accuracy at each checkpoint against zero-shot CLIP's test accuracy."""
+    fig, (loss_ax, acc_ax) = panel_grid(2, 3.2)  # two panels at the column's width
+    diagnosis.curve.set_index("step")[["ce", "anchor"]].rolling(10).mean().plot(ax=loss_ax,
+                                                                              title="loss (10-step mean)")
+    diagnosis.checkpoints.plot(x="step", y=["train_accuracy", "test_accuracy"], marker="o", ax=acc_ax)
+    acc_ax.axhline(diagnosis.summary()["zeroshot_test"], color="k", ls="--", label="zero-shot")
+    acc_ax.legend()
+    figure_title(fig, title)
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(images: Sequence[Any], truths: Sequence[str], predictions: Sequence[Sequence[tuple[str, float]]],
+                    title: str = "") -> plt.Figure:
+    """One image a panel, three a row: its top predictions (label and probability) above it, green when the first
+    is its true class (``truths``) and red when not, the true class below it."""
+    fig, axes = panel_grid(len(images), 3.0, max_cols=3, layout="constrained")  # rows of three images
+    for ax, image, truth, top in zip(axes, images, truths, predictions, strict=True):
+        ax.imshow(image)
+        panel_title(ax, "\n".join(f"{label} {100 * score:.0f} %" for label, score in top), size=9,
+                    color="tab:green" if top[0][0] == truth else "tab:red")
+        ax.set_xlabel(f"true: {truth}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    figure_title(fig, title)
+    return fig
+
+
 def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt.Figure:
     """Base, novel and HM per dataset (x) for each method (colour): one panel per metric.
 

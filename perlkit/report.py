@@ -29,13 +29,15 @@ from perlkit.profiles import Profile, get_profile
 from perlkit.reported import load_reported, reported_b2n
 
 __all__ = [
-    "MODEL_LABELS", "RECIPE_SETTINGS", "REPORTED_TABLES", "UNIFIED_SOURCE", "ShippedGrid", "StepExample",
-    "ablation_average", "ablation_sources", "ablation_table", "default_config_note", "fig3a_consistency",
-    "hm_consistency", "hm_params_points", "live_label", "mma_adapter_note", "model_label", "official_param_counts",
-    "paper_headline", "param_budget", "parameter_table", "perl_param_counts", "precomputed_ablations",
-    "precomputed_note", "profile_label", "recipe_sources", "recipe_table", "reported_ablation", "reported_b2n_average",
-    "reported_hm_params_points", "reported_param_labels", "reported_transfer", "shipped_grid", "source_titles",
-    "step_example", "trainable_params", "transfer_by_target", "unified_overrides", "variant_params", "variant_table",
+    "MODEL_LABELS", "PROVENANCE_TITLE", "RECIPE_SETTINGS", "REPORTED_TABLES", "UNIFIED_SOURCE", "ShippedGrid",
+    "StepExample", "ablation_average", "ablation_runs", "ablation_sources", "ablation_table", "default_config_note",
+    "dynamics_ends", "fig3a_consistency", "first_test_images", "hm_consistency", "hm_params_points", "live_label",
+    "mma_adapter_note", "model_label", "official_param_counts", "paper_headline", "param_budget", "parameter_cell",
+    "parameter_table", "perl_param_counts", "precomputed_ablations", "precomputed_note", "profile_label",
+    "provenance_note", "recipe_sources", "recipe_table", "reported_ablation", "reported_b2n_average",
+    "reported_hm_params_points", "reported_param_labels", "reported_transfer", "runs_provenance", "shipped_grid",
+    "source_titles", "step_example", "trainable_params", "transfer_by_target", "unified_overrides", "unrepeated_rows",
+    "variant_params", "variant_table",
 ]
 
 #: the settings a rival's official scripts distinguish: label -> (key in ``recipe_sources``, dataset, task)
@@ -244,6 +246,53 @@ def perl_param_counts(model: str, backbone: FrozenCLIP) -> dict[str, Any]:
             "total (counted)": method.num_trainable(), "5(d_v + d_t) + 2": 5 * (dv + dt) + 2}
 
 
+def first_test_images(session: Session, names: Sequence[str], samples: int) -> list[tuple[str, list[tuple[Any, str]]]]:
+    """The rows of ``plots.image_grid``: per dataset (its display name), the first test image of each of its first
+    ``samples`` classes, with the class name; the same grid on every run."""
+    from perlkit.data import DISPLAY_NAMES, open_image
+
+    rows = []
+    for name in names:
+        firsts: dict[int, Any] = {}
+        for item in session.dataset(name).test:
+            firsts.setdefault(item.label, item)
+        items = [firsts[label] for label in sorted(firsts)[:samples]]
+        rows.append((DISPLAY_NAMES[name], [(open_image(item.impath), item.classname) for item in items]))
+    return rows
+
+
+def unrepeated_rows(table: pd.DataFrame | None, shown: pd.DataFrame,
+                    keep: Sequence[str] = ("Average",)) -> tuple[pd.DataFrame | None, str]:
+    """``table`` (a precomputed grid, one row per dataset) without the rows that ``shown`` (the live runs above it)
+    already has with the same numbers, so that no row is printed twice, and a sentence saying what was left out.
+    The rows in ``keep`` (the grid's average) stay; when every other row was shown, nothing is left (None): the live
+    runs are the whole grid. No table (an incomplete grid): None and no sentence."""
+    if table is None:
+        return None, ""
+    rows = [row for row in table.index if row not in keep]
+    same = [row for row in rows if row in shown.index
+            and table.loc[row].equals(shown.loc[row].reindex(table.columns))]
+    if not same:
+        return table, ""
+    if len(same) == len(rows):
+        return None, (f"The live runs above are the whole {len(rows)}-dataset grid, with the same numbers; it is not "
+                      "shown twice.")
+    return table.drop(index=same), (f"Left out, as the table above shows them with the same numbers: "
+                                    f"{', '.join(same)}. The average is over all {len(rows)} datasets.")
+
+
+def dynamics_ends(dynamics: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Per-step metrics (``reasoning_dynamics``, averaged over seeds) at step 0 and step ``steps`` side by side:
+    one row per dataset and test subset, one column per metric and step."""
+    from perlkit.data import DISPLAY_NAMES
+
+    ends = dynamics[dynamics["step"].isin([0, steps])].pivot_table(
+        index=["dataset", "subset"], columns="step", values=["accuracy", "confidence", "brier"], sort=False)
+    ends.columns = [f"{metric} (step {step})" for metric, step in ends.columns]
+    ends.index = [f"{DISPLAY_NAMES[d]} {s}" for d, s in ends.index]
+    return ends
+
+
 @dataclass
 class StepExample:
     """One test image followed through the reasoning steps (the paper's Fig. 6), and how many images flip."""
@@ -275,11 +324,42 @@ def step_example(
     return StepExample(index, classnames[int(labels[index])], names, table, len(labels), len(flips), losses)
 
 
+def parameter_cell(source: str) -> dict[str, tuple[str, str]]:
+    """Each parameter of a chapter's ``parameters`` cell: name -> (default, meaning). The default is the value as
+    written (a list wrapped over lines joined back into one); the meaning is the comment after the value and the
+    indented comment-only lines right below it, which continue it (a meaning wrapped to fit the book's code box;
+    papermill reads the first line only). A comment line that starts at column 0 is no parameter's."""
+    import ast
+    import io
+    import re
+    import tokenize
+
+    lines = source.splitlines()
+    comments = {token.start[0]: token.string[1:].strip()
+                for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                if token.type == tokenize.COMMENT}
+    out = {}
+    for node in ast.parse(source).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(
+            node, "target", None)
+        if not isinstance(target, ast.Name) or node.value is None:
+            continue
+        default = re.sub(r"\s*\n\s*", " ", ast.get_source_segment(source, node.value) or "")
+        meaning, row = [comments.get(node.end_lineno, "")], node.end_lineno + 1
+        while row <= len(lines) and lines[row - 1].startswith(" ") and lines[row - 1].strip().startswith("#"):
+            meaning.append(comments[row])
+            row += 1
+        out[target.id] = (default, " ".join(m for m in meaning if m))
+    return out
+
+
 def parameter_table(toc: str | Path) -> pd.DataFrame:
     """Every parameter of every chapter the book's ``_toc.yml`` lists, read from the chapters' parameters cells
-    (markdown pages and chapters not written yet have none): one row per parameter, default and meaning, naming the
-    chapters (by number) that take it, so that ``profile`` or ``data_root`` is listed once, not once a chapter."""
-    import papermill
+    (``parameter_cell``; markdown pages and chapters not written yet have none): one row per parameter, default and
+    meaning, naming the chapters (by number) that take it, so that ``profile`` or ``data_root`` is listed once, not
+    once a chapter."""
+    import json
+
     import yaml
 
     toc = Path(toc)
@@ -289,9 +369,11 @@ def parameter_table(toc: str | Path) -> pd.DataFrame:
         path = toc.parent / f"{chapter}.ipynb"
         if not path.is_file():
             continue
-        for name, info in papermill.inspect_notebook(str(path)).items():
-            rows.append({"chapter": path.stem.split("_")[0], "parameter": name, "default": info["default"],
-                         "meaning": info["help"]})
+        cells = json.loads(path.read_text())["cells"]
+        source = next(("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", [])), "")
+        for name, (default, meaning) in parameter_cell(source).items():
+            rows.append({"chapter": path.stem.split("_")[0], "parameter": name, "default": default,
+                         "meaning": meaning})
     frame = pd.DataFrame(rows, columns=["chapter", "parameter", "default", "meaning"])
     table = frame.groupby(["parameter", "default", "meaning"], sort=False)["chapter"].agg(", ".join)
     return table.rename("chapters").reset_index().set_index("parameter")[["chapters", "default", "meaning"]]
@@ -325,35 +407,37 @@ def ablation_average(summary: pd.DataFrame) -> pd.DataFrame:
 
 def precomputed_ablations(
     session: Session, kinds: Iterable[str], **common: Any
-) -> tuple[dict[str, pd.DataFrame | None], dict[str, str]]:
+) -> tuple[dict[str, pd.DataFrame | None], dict[str, ShippedGrid]]:
     """Each ablation's full grid (every value, all base-to-novel datasets, seed 1; ``common`` spec fields such as
-    R-MMA's ``protocol``) summarised when every run of it is stored and current (``shipped_grid``), else None; and a
-    provenance caption for each complete one."""
+    R-MMA's ``protocol``) summarised when every run of it is stored and current (``shipped_grid``), else None; and the
+    stored grid of each complete one (for ``provenance_note``)."""
     grid: dict[str, pd.DataFrame | None] = {}
-    provenance = {}
+    complete = {}
     for kind in kinds:
         pairs = ablation_specs(kind, None, B2N_DATASETS, [1], session.profile.name, **common)
         found = shipped_grid(session, [spec for _, spec in pairs])
         grid[kind] = ablation_summary(pairs, found.results) if found.complete else None
         if found.complete:
-            provenance[kind] = plots.provenance_caption(found.results)
-    return grid, provenance
+            complete[kind] = found
+    return grid, complete
 
 
 _NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
-def precomputed_note(provenance: Mapping[str, str], kinds: Sequence[str], profile: str, live: str) -> str:
-    """Markdown saying which ablations the precomputed grid covers (with provenance) and which show live runs only."""
+def precomputed_note(precomputed: Iterable[str], kinds: Sequence[str], profile: str, live: str) -> str:
+    """Markdown saying which ablations the precomputed grid covers (``precomputed``: their kinds) and which show live
+    runs only; where the runs come from is the chapter's ``provenance_note``."""
     live_only = f"the live runs only ({live})"
-    if not provenance:
+    covered = [kind for kind in kinds if kind in set(precomputed)]
+    if not covered:
         count = _NUMBER_WORDS[len(kinds)] if len(kinds) < len(_NUMBER_WORDS) else len(kinds)
         return (f"**Precomputed grid: not in this checkout.** `data/results/{profile}/` holds the full grid "
                 f"(every value on all {len(B2N_DATASETS)} datasets; `make results` computes it) of none of the "
                 f"{count} ablations, so every table and figure below shows {live_only}, beside the paper's values.")
-    note = f"**Precomputed grid** (every value on all {len(B2N_DATASETS)} datasets):\n\n" + "\n".join(
-        f"* {kind}: {text}" for kind, text in provenance.items())
-    absent = [kind for kind in kinds if kind not in provenance]
+    note = (f"**Precomputed grid** (every value on all {len(B2N_DATASETS)} datasets) of: {', '.join(covered)}; "
+            "where its runs come from is in the note at the end of the chapter.")
+    absent = [kind for kind in kinds if kind not in covered]
     if absent:
         note += f"\n\nNot precomputed yet: {', '.join(absent)}; those sections show {live_only}."
     return note
@@ -640,6 +724,75 @@ def shipped_grid(session: Session, specs: Sequence[RunSpec]) -> ShippedGrid:
         elif session.store.get(spec) is not None:
             stale += 1
     return ShippedGrid(current, len(specs), stale)
+
+
+def ablation_runs(session: Session, values: Mapping[str, Sequence[Any]], datasets: Sequence[str],
+                  seeds: Sequence[int], **common: Any) -> ShippedGrid:
+    """The stored runs behind a chapter's live ablations (``values`` maps each kind to the values run live; the
+    default configuration, which several ablations share, counts once): what ``provenance_note`` reports for them."""
+    specs: dict[str, RunSpec] = {}
+    for kind, chosen in values.items():
+        if chosen:
+            for _, spec in ablation_specs(kind, chosen, datasets, seeds, session.profile.name, **common):
+                specs.setdefault(spec.filename, spec)
+    return shipped_grid(session, list(specs.values()))
+
+
+#: what a chapter's collapsible provenance note is titled
+PROVENANCE_TITLE = "Where these numbers come from"
+
+
+def runs_provenance(results: Sequence[Mapping[str, Any]]) -> str:
+    """One sentence on where a set of stored runs comes from: how many were committed (``data/results``) and how many
+    trained on this machine, the newest perlkit commit and how many commits in all (never a list of them), the
+    devices, the dates and whether every run's code-and-weights fingerprint is recorded."""
+    from perlkit.experiments.store import SHIPPED_RESULTS, device_label
+
+    if not results:
+        return "no runs in this execution"
+    shipped = sum(str(SHIPPED_RESULTS) in str(r.get("_path", "")) for r in results)
+    local = len(results) - shipped
+    where = [f"{shipped} committed in data/results" if shipped else "",
+             f"{local} from this machine's result cache" if local else ""]
+    prov = [r.get("provenance", {}) for r in results]
+    commits = {str(p.get("git_commit", "unknown"))[:10] for p in prov}
+    newest = str(max(prov, key=lambda p: str(p.get("created", ""))).get("git_commit", "unknown"))[:10]
+    code = f"perlkit commit {newest}" + (f" (the newest of {len(commits)})" if len(commits) > 1 else "")
+    devices = "; ".join(sorted({device_label(p) for p in prov}))
+    dates = sorted(str(p.get("created", ""))[:10] for p in prov if p.get("created"))
+    when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown"
+    unchecked = sum(not p.get("fingerprint") for p in prov)
+    checked = f"{unchecked} without a code fingerprint" if unchecked else "code-and-weights fingerprint current"
+    return (f"{len(results)} run{'s' if len(results) != 1 else ''} ({', '.join(w for w in where if w)}); {code}; "
+            f"on {devices}; {when}; {checked}")
+
+
+def provenance_note(sources: Mapping[str, ShippedGrid | Sequence[Mapping[str, Any]] | None],
+                    profile: Profile | str) -> Any:
+    """A chapter's one provenance note: a collapsed ``<details>`` block ('Where these numbers come from') with one
+    line per source of executed numbers (``sources`` maps a label to the runs, or to a ``ShippedGrid``; None is left
+    out): ``runs_provenance`` of the runs, or, for a grid not complete, what is missing and how to compute it. Its
+    text holds dates and commits, so the cell that shows it is tagged ``remove-input`` and ``nbval-ignore-output``."""
+    import html
+    import re
+
+    from IPython.display import HTML
+
+    name = _profile(profile).name
+    items = []
+    for label, source in sources.items():
+        if source is None:
+            continue
+        if isinstance(source, ShippedGrid):
+            text = runs_provenance(source.results) if source.complete else source.note(name)
+        else:
+            text = runs_provenance(list(source))
+        text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text, quote=False))
+        items.append(f"<li><strong>{html.escape(label, quote=False)}</strong>: {text}</li>")
+    body = "\n".join(items) or "<li>no executed numbers on this page</li>"
+    return HTML(f'<details class="provenance">\n<summary>{PROVENANCE_TITLE}</summary>\n\n<p>{profile_label(name)}; '
+                f"every run is read from the result store (data/results/{name}/ first, then the user's cache) or "
+                f"trained and stored there.</p>\n<ul>\n{body}\n</ul>\n</details>")
 
 
 def component_cost_table(records: Mapping[str, Any] | None = None, method: str = "rmma") -> pd.DataFrame:

@@ -1,6 +1,8 @@
 """Chapters stay short and carry no untested code: every code cell fits a screen (at most 15 non-empty lines; helpers
-live in ``perlkit.report`` and ``perlkit.plots`` with their tests), and no label names the mini world by hand, since
-every chapter runs on the paper profile too (labels come from the profile: ``report.profile_label`` and friends)."""
+live in ``perlkit.report`` and ``perlkit.plots`` with their tests), every line of code the book shows fits its code
+box (plumbing such as glue calls sits in cells tagged ``hide-input``), each results chapter says where its numbers
+come from in one collapsed note, and no label names the mini world by hand, since every chapter runs on the paper
+profile too (labels come from the profile: ``report.profile_label`` and friends)."""
 
 from __future__ import annotations
 
@@ -14,13 +16,31 @@ import pytest
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))  # the chapters and the landing page
 MAX_LINES = 15
+#: characters of code a line of the book's code box shows without scrolling (measured in Chromium at a 1280 px window)
+CODE_BOX = 77
+#: tags under which the book does not show a cell's input (hide-input: behind a toggle)
+HIDDEN = {"hide-input", "remove-input", "remove-cell"}
+#: what a chapter calls to run or read stored runs: a chapter that does is a results chapter
+RUNS = ("session.sweep(", "session.run(", "shipped_grid(", "run_ablation(", "reasoning_dynamics(")
 
 
 def code_cells(path: Path) -> list[tuple[int, str]]:
     """(index among the notebook's cells, source) of every code cell."""
     cells = json.loads(path.read_text())["cells"]
     return [(i, "".join(cell["source"])) for i, cell in enumerate(cells) if cell["cell_type"] == "code"]
+
+
+def visible_code(cells: list[dict]) -> list[tuple[int, str]]:
+    """(index, source) of every code cell whose input the book shows (not tagged with one of ``HIDDEN``)."""
+    return [(i, "".join(cell["source"])) for i, cell in enumerate(cells)
+            if cell["cell_type"] == "code" and not HIDDEN & set(cell["metadata"].get("tags", []))]
+
+
+def wide_lines(cells: list[tuple[int, str]], width: int = CODE_BOX) -> list[str]:
+    """'cell i: line' for every line wider than ``width`` characters."""
+    return [f"cell {i}: {line}" for i, source in cells for line in source.splitlines() if len(line) > width]
 
 
 def without_comments(source: str) -> list[str]:
@@ -49,6 +69,27 @@ def test_code_cells_fit_a_screen(path: Path) -> None:
                       "into perlkit (report.py, plots.py, experiments) with a test")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_visible_code_fits_the_code_box(path: Path) -> None:
+    wide = wide_lines(visible_code(json.loads(path.read_text())["cells"]))
+    assert not wide, (f"{len(wide)} shown line(s) wider than the code box ({CODE_BOX} characters): wrap them, or move "
+                      "plumbing (glue calls, label prints) into a cell tagged hide-input: " + "; ".join(wide))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_a_results_chapter_has_one_collapsed_provenance_note(path: Path) -> None:
+    cells = json.loads(path.read_text())["cells"]
+    sources = [(cell, "".join(cell["source"])) for cell in cells if cell["cell_type"] == "code"]
+    notes = [cell for cell, source in sources if "provenance_note(" in source]
+    runs = any(call in source for _, source in sources for call in RUNS)
+    assert len(notes) == (1 if runs else 0), f"{len(notes)} provenance notes (results chapter: {runs})"
+    for cell in notes:
+        assert {"remove-input", "nbval-ignore-output"} <= set(cell["metadata"].get("tags", [])), path.name
+    scattered = [source.strip().splitlines()[0] for _, source in sources
+                 if "describe_sources(" in source or "provenance_caption(" in source]
+    assert not scattered, f"provenance printed outside the chapter's note: {scattered}"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_no_label_names_the_mini_world_by_hand(path: Path) -> None:
     found = []
@@ -60,6 +101,20 @@ def test_no_label_names_the_mini_world_by_hand(path: Path) -> None:
                 found.append(f"cell {i}: {line.strip()}")
     assert not found, ("labels must come from the profile (report.profile_label, report.model_label, "
                        f"report.source_titles), not name 'mini': {found}")
+
+
+def test_the_code_box_check_bites() -> None:
+    """A shown line one character too wide is caught, a line exactly as wide as the box is not, and hidden cells (the
+    plumbing behind a toggle, removed inputs) may be wider."""
+    def cell(source: str, *tags: str) -> dict:
+        return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source}
+
+    fits, too_wide, long = "x" * CODE_BOX, "y" * (CODE_BOX + 1), "z" * 200
+    cells = [cell(f"{fits}\n{too_wide}"), cell(long, "hide-input"), cell(long, "remove-input"),
+             cell(long, "remove-cell"), {"cell_type": "markdown", "metadata": {}, "source": long}, cell(long, "other")]
+    assert [i for i, _ in visible_code(cells)] == [0, 5]
+    assert wide_lines(visible_code(cells)) == [f"cell 0: {too_wide}", f"cell 5: {long}"]
+    assert wide_lines([(0, fits)]) == []
 
 
 def test_the_checks_bite() -> None:

@@ -103,3 +103,18 @@ def test_cli_refuses_to_ship_world2_weights_or_calibrate_without_them(capsys: py
     assert "pretrain world 2 with --out DIR" in capsys.readouterr().err
     assert perlkit_main(["mini", "calibrate", "--world", "2"]) == 2
     assert "give --weights" in capsys.readouterr().err
+
+
+def test_a_world2_build_made_by_other_code_is_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """World 2's version stays "2" while its design changes: the marker records the code, so an old build is redone
+    (one was once reused and calibrated by mistake)."""
+    from perlkit.mini import build
+
+    config = build._config(0, 1.0, "2")
+    assert config["code"] == world_fingerprint("2") and "code" not in build._config(0, 1.0, "1")
+    root = tmp_path / "w2"
+    root.mkdir()
+    (root / build.MARKER).write_text(json.dumps({"config": {**config, "code": "mini-world-2-older"}}))
+    assert not build.is_complete(root, 0, 1.0, "2")
+    (root / build.MARKER).write_text(json.dumps({"config": config}))
+    assert build.is_complete(root, 0, 1.0, "2")

@@ -92,6 +92,32 @@ def _calibration_report() -> dict:
     return {"profile": "mini", "benchmarks": rows}
 
 
+def _diagnosis() -> object:
+    """What ``diagnose_perl`` returns, as far as ``plots.diagnosis_figure`` reads it."""
+    from types import SimpleNamespace
+
+    curve = pd.DataFrame({"step": range(1, 101), "ce": np.linspace(1.4, 1.3, 100), "anchor": np.linspace(0, 1e-3, 100)})
+    checkpoints = pd.DataFrame({"step": [0, 50, 100], "train_accuracy": [67.5, 67.8, 68.0],
+                                "test_accuracy": [66.0, 66.2, 66.5]})
+    return SimpleNamespace(curve=curve, checkpoints=checkpoints, summary=lambda: {"zeroshot_test": 69.25})
+
+
+def test_prediction_grid_colours_each_title_by_its_top_prediction() -> None:
+    image = np.zeros((8, 8, 3))
+    fig = plots.prediction_grid([image] * 2, ["cat", "dog"], [[("cat", 0.6), ("dog", 0.4)], [("cat", 0.7)]])
+    titles = [ax.title for ax in fig.axes]
+    assert [t.get_text() for t in titles] == ["cat 60 %\ndog 40 %", "cat 70 %"]
+    assert [t.get_color() for t in titles] == ["tab:green", "tab:red"]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["true: cat", "true: dog"]
+
+
+def test_diagnosis_figure_draws_the_loss_and_the_accuracy_against_zero_shot() -> None:
+    fig = plots.diagnosis_figure(_diagnosis(), "title")
+    loss, accuracy = fig.axes
+    assert loss.get_title() == "loss (10-step mean)" and len(loss.get_lines()) == 2
+    assert 69.25 in [line.get_ydata()[0] for line in accuracy.get_lines()]  # the zero-shot line
+
+
 def _figures() -> dict[str, Callable[[], plt.Figure]]:
     """Every plot function of the book on a synthetic frame as large as a chapter's (or larger)."""
     rng = np.random.default_rng(0)
@@ -136,6 +162,11 @@ def _figures() -> dict[str, Callable[[], plt.Figure]]:
         "step_probability_bar": lambda: plots.step_probability_bar(probs, 2, classes[0]),
         "image_grid": lambda: plots.image_grid([(d, [(image, "a class with a long name")] * 8) for d in DATASETS[:3]]),
         "calibration_plot": lambda: calibration_plot(_calibration_report()),
+        "diagnosis_figure": lambda: plots.diagnosis_figure(_diagnosis(), "PERL on Caltech101 (mini profile, paper "
+                                                                         "default (App. A))"),
+        "prediction_grid": lambda: plots.prediction_grid(
+            [image] * 4, classes[:4], [[(classes[i], 0.5), (classes[9], 0.3), (classes[8], 0.2)] for i in (0, 5, 2, 3)],
+            "perl top-3 on held-out images (mini profile)"),
     }
 
 

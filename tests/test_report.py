@@ -252,15 +252,19 @@ def test_precomputed_ablations_need_every_run_current(session: Session) -> None:
                          "metrics": {"base": 50.0 + i, "novel": 40.0, "hm": 44.0 + i},
                          "provenance": {"fingerprint": fingerprint, "git_commit": "0123456789ab",
                                         "device": "cpu", "created": "2026-11-20"}})
-    grid, provenance = report.precomputed_ablations(session, [kind])
-    assert grid == {kind: None} and provenance == {}  # one stale run: not shown
+    grid, complete = report.precomputed_ablations(session, [kind])
+    assert grid == {kind: None} and complete == {}  # one stale run: not shown
     spec = pairs[0][1]
     payload = json.loads(session.store.path_for(spec).read_text())
     payload["provenance"]["fingerprint"] = session.fingerprint(spec)
     session.store.put(spec, payload)
-    grid, provenance = report.precomputed_ablations(session, [kind])
+    grid, complete = report.precomputed_ablations(session, [kind])
     assert list(grid[kind][grid[kind]["dataset"] == "average"]["value"]) == values
-    assert provenance[kind].startswith(f"precomputed by `make results`: {len(pairs)} runs")
+    assert complete[kind].complete and len(complete[kind].results) == len(pairs)  # what provenance_note reports
+    assert report.ablation_runs(session, {kind: values}, B2N_DATASETS, [1]).complete
+    # the default configuration is one run, shared by the ablations that include it: counted once
+    shared = report.ablation_runs(session, {"steps": [4], "layer": [7], "modality": []}, ["dtd"], [1])
+    assert shared.total == 1
 
 
 def test_precomputed_note_names_what_is_covered() -> None:
@@ -268,9 +272,10 @@ def test_precomputed_note_names_what_is_covered() -> None:
     none = report.precomputed_note({}, kinds, "mini", "dtd; seed 1")
     assert "not in this checkout" in none and "of none of the five ablations" in none
     assert "the live runs only (dtd; seed 1)" in none and "`data/results/mini/`" in none
-    some = report.precomputed_note({"steps": "CAPTION"}, kinds, "mini", "dtd; seed 1")
-    assert "* steps: CAPTION" in some and "Not precomputed yet: layer, dim, modality, variant;" in some
-    assert "Not precomputed" not in report.precomputed_note({k: "c" for k in kinds}, kinds, "mini", "x")
+    some = report.precomputed_note({"steps": ShippedGrid([], 0, 0)}, kinds, "mini", "dtd; seed 1")
+    assert "datasets) of: steps;" in some and "Not precomputed yet: layer, dim, modality, variant;" in some
+    assert "commit" not in some  # provenance is the chapter's note, not this one
+    assert "Not precomputed" not in report.precomputed_note(kinds, kinds, "mini", "x")
 
 
 def test_hm_consistency_flags_an_hm_below_both() -> None:
@@ -445,3 +450,98 @@ def test_component_cost_table_subtracts_each_variant_from_the_full_method() -> N
     assert report.component_cost_table({"b.json": NS(device_name="x", model="m", methods={"mma": entry({})})}).empty
     no_variant = NS(device_name="x", model="m", methods={"rmma": entry({"4": 1.0})})
     assert report.component_cost_table({"c.json": no_variant}).empty
+
+
+# ---------------------------------------------------------------------------------------------- every chapter
+def _payload(commit: str, created: str, path: str, fingerprint: bool = True) -> dict:
+    return {"_path": path, "provenance": {"git_commit": commit, "device": "cpu", "created": created,
+                                          "fingerprint": {"code": "x"} if fingerprint else None}}
+
+
+def test_runs_provenance_counts_commits_and_names_the_newest() -> None:
+    from perlkit.experiments.store import SHIPPED_RESULTS
+
+    shipped = [_payload(f"{i:x}" * 12, f"2026-11-2{i}T10:00:00", str(SHIPPED_RESULTS / "mini" / f"r{i}.json"))
+               for i in range(1, 8)]
+    local = _payload("f" * 40, "2026-11-20T09:00:00", "/home/u/.cache/perlkit/results/mini/x.json", fingerprint=False)
+    text = report.runs_provenance([*shipped, local])
+    assert text.startswith("8 runs (7 committed in data/results, 1 from this machine's result cache)")
+    assert "perlkit commit 7777777777 (the newest of 8)" in text  # the newest by date, never the list
+    assert all(f"{i:x}" * 10 not in text for i in range(1, 7)) and "ffffffffff" not in text
+    assert "on cpu; 2026-11-20 to 2026-11-27; 1 without a code fingerprint" in text
+    one = report.runs_provenance(shipped[:1])
+    assert one.startswith("1 run (1 committed in data/results)") and "(the newest" not in one
+    assert one.endswith("2026-11-21; code-and-weights fingerprint current")
+    assert report.runs_provenance([]) == "no runs in this execution"
+
+
+def test_provenance_note_is_one_collapsed_block() -> None:
+    from IPython.display import HTML
+
+    runs = [_payload("abcdef1234567", "2026-11-20T10:00:00", "x.json")]
+    note = report.provenance_note({"live runs <b>": runs, "11-dataset grid": ShippedGrid(runs, 3, 1),
+                                   "complete grid": ShippedGrid(runs * 2, 2, 0), "not run": None,
+                                   "transfer, live": []}, "mini")
+    assert isinstance(note, HTML)
+    html = note.data
+    assert html.startswith('<details class="provenance">\n<summary>Where these numbers come from</summary>')
+    assert html.count("<details") == 1 and html.rstrip().endswith("</details>")
+    assert "<strong>live runs &lt;b&gt;</strong>: 1 run (1 from this machine's result cache)" in html  # escaped
+    assert "<strong>11-dataset grid</strong>: full grid not precomputed for this code yet: 1 of 3 runs" in html
+    assert "<code>perlkit results</code> computes them" in html  # markdown code as HTML
+    assert "<strong>complete grid</strong>: 2 runs" in html and "not run" not in html
+    assert "<strong>transfer, live</strong>: no runs in this execution" in html
+    assert "mini profile" in report.provenance_note({}, "mini").data
+    assert "no executed numbers on this page" in report.provenance_note({}, "paper").data
+
+
+def test_parameter_cell_reads_wrapped_meanings_and_lists() -> None:
+    source = ('profile = "mini"  # "mini" (synthetic world) or\n'
+              '                  # "paper" (ViT-B/16)\n'
+              'datasets = ["eurosat", "dtd",\n'
+              '            "ucf101"]  # or "all"\n'
+              '# a comment of its own line is no meaning\n'
+              '\n'
+              'seeds = [1]\n'
+              'options = {"steps": 2}  # # a hash in the meaning')
+    assert report.parameter_cell(source) == {
+        "profile": ('"mini"', '"mini" (synthetic world) or "paper" (ViT-B/16)'),
+        "datasets": ('["eurosat", "dtd", "ucf101"]', 'or "all"'),
+        "seeds": ("[1]", ""), "options": ('{"steps": 2}', "# a hash in the meaning"),
+    }
+
+
+def test_first_test_images_takes_the_first_image_of_the_first_classes(session: Session) -> None:
+    rows = report.first_test_images(session, ["dtd", "eurosat"], 2)
+    assert [name for name, _ in rows] == ["DTD", "EuroSAT"]
+    test = session.dataset("dtd").test
+    first = {}
+    for item in test:
+        first.setdefault(item.label, item)
+    assert [label for _, label in rows[0][1]] == [first[k].classname for k in sorted(first)[:2]]
+    assert all(hasattr(image, "size") for _, image_rows in rows for image, _ in image_rows)
+
+
+def test_unrepeated_rows_prints_no_row_twice() -> None:
+    columns = pd.MultiIndex.from_tuples([("PERL", "Base"), ("PERL", "HM")])
+    grid = pd.DataFrame([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [3.0, 4.0]], columns=columns,
+                        index=["DTD", "EuroSAT", "UCF101", "Average"])
+    live = pd.DataFrame([[1.0, 2.0], [3.5, 4.0], [9.0, 9.0]], columns=columns, index=["DTD", "EuroSAT", "Average"])
+    rest, note = report.unrepeated_rows(grid, live)
+    assert list(rest.index) == ["EuroSAT", "UCF101", "Average"]  # EuroSAT differs (other seeds): kept
+    assert note == ("Left out, as the table above shows them with the same numbers: DTD. The average is over all 3 "
+                    "datasets.")
+    whole, note = report.unrepeated_rows(grid, grid.drop(index="Average"))
+    assert whole is None and note.startswith("The live runs above are the whole 3-dataset grid")
+    assert report.unrepeated_rows(grid, live.drop(index="DTD"))[0] is grid
+    assert report.unrepeated_rows(None, live) == (None, "")
+
+
+def test_dynamics_ends_puts_step_zero_beside_the_last() -> None:
+    dynamics = pd.DataFrame([{"dataset": d, "subset": s, "step": k, "accuracy": 10.0 * k, "confidence": 1.0,
+                              "brier": 0.5, "kl_from_step0": 0.0}
+                             for d in ("dtd", "oxford_pets") for s in ("base", "novel") for k in range(3)])
+    ends = report.dynamics_ends(dynamics, 2)
+    assert list(ends.index) == ["DTD base", "DTD novel", "OxfordPets base", "OxfordPets novel"]
+    assert {"accuracy (step 0)", "accuracy (step 2)", "brier (step 2)"} <= set(ends.columns)
+    assert "accuracy (step 1)" not in ends.columns and ends["accuracy (step 2)"].eq(20.0).all()

@@ -188,7 +188,10 @@ source) and their exact CoOp/Dassl folder layouts and split-file formats, so tha
 
 
 def _config(seed: int, scale: float, world: str = DEFAULT_WORLD) -> dict:
-    return {"world_version": get_world(world).module.WORLD_VERSION, "seed": seed, "scale": scale}
+    """What a build's marker must say for it to be reused: a candidate world also records its code's fingerprint,
+    since its version stays "2" while its design changes (a stale build was once reused and calibrated)."""
+    config = {"world_version": get_world(world).module.WORLD_VERSION, "seed": seed, "scale": scale}
+    return config if world == DEFAULT_WORLD else {**config, "code": world_fingerprint(world)}
 
 
 def is_complete(root: Path, seed: int = 0, scale: float = 1.0, world: str = DEFAULT_WORLD) -> bool:

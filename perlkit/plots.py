@@ -352,25 +352,32 @@ def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", he
     return fig
 
 
+def provenance_parts(payloads: Sequence[dict]) -> dict[str, Any]:
+    """What every provenance line says of a non-empty set of stored runs: the newest run's commit and how many
+    commits in all (never the list: the fingerprint, not the commit, ties a result to its code), the devices, the
+    dates, and how many runs carry no code-and-weights fingerprint."""
+    prov = [p.get("provenance", {}) for p in payloads]
+    newest = sorted(prov, key=lambda p: str(p.get("created", "")))[-1]
+    dates = sorted(str(p.get("created", ""))[:10] for p in prov if p.get("created"))
+    return {"newest": str(newest.get("git_commit", "unknown"))[:10],
+            "commits": len({str(p.get("git_commit", "unknown"))[:10] for p in prov}),
+            "devices": "; ".join(sorted({device_label(p) for p in prov})),
+            "when": (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown",
+            "unfingerprinted": sum(not p.get("fingerprint") for p in prov)}
+
+
 def provenance_caption(payloads: Sequence[dict], what: str = "precomputed by `make results`") -> str:
-    """One caption line for figures drawn from committed result files: how many runs, the newest run's commit (and how
-    many others; the fingerprint, not the commit, ties a result to its code), where, when, and whether their
-    code-and-weights fingerprints agree (sessions only hand out results whose fingerprint is
-    current, so the caption says so)."""
+    """One caption line for figures drawn from committed result files (``provenance_parts``): how many runs, the
+    newest run's commit and how many others, where, when, and whether their code-and-weights fingerprints agree
+    (sessions only hand out results whose fingerprint is current, so the caption says so)."""
     if not payloads:
         return f"{what}: no result files"
-    prov = [p.get("provenance", {}) for p in payloads]
-    by_time = sorted(prov, key=lambda p: str(p.get("created", "")))
-    commits = {str(p.get("git_commit", "unknown"))[:10] for p in prov}
-    latest = str(by_time[-1].get("git_commit", "unknown"))[:10]
-    code = f"perlkit commit {latest}" + (f" (and {len(commits) - 1} earlier)" if len(commits) > 1 else "")
-    devices = sorted({device_label(p) for p in prov})
-    dates = sorted(str(p.get("created", ""))[:10] for p in prov if p.get("created"))
-    when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown"
-    fingerprinted = sum(bool(p.get("fingerprint")) for p in prov)
-    checked = ("fingerprint of code and weights current" if fingerprinted == len(prov)
-               else f"{len(prov) - fingerprinted} without a code fingerprint")
-    return f"{what}: {len(payloads)} runs, {code}, on {'; '.join(devices)}, {when}; {checked}"
+    parts = provenance_parts(payloads)
+    code = f"perlkit commit {parts['newest']}" + (
+        f" (and {parts['commits'] - 1} earlier)" if parts["commits"] > 1 else "")
+    checked = (f"{parts['unfingerprinted']} without a code fingerprint" if parts["unfingerprinted"]
+               else "fingerprint of code and weights current")
+    return f"{what}: {len(payloads)} runs, {code}, on {parts['devices']}, {parts['when']}; {checked}"
 
 
 def text_table(frame: pd.DataFrame, ints: Sequence[object] = (), decimals: int = 2) -> pd.DataFrame:

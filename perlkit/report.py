@@ -746,7 +746,7 @@ def runs_provenance(results: Sequence[Mapping[str, Any]]) -> str:
     """One sentence on where a set of stored runs comes from: how many were committed (``data/results``) and how many
     trained on this machine, the newest perlkit commit and how many commits in all (never a list of them), the
     devices, the dates and whether every run's code-and-weights fingerprint is recorded."""
-    from perlkit.experiments.store import SHIPPED_RESULTS, device_label
+    from perlkit.experiments.store import SHIPPED_RESULTS
 
     if not results:
         return "no runs in this execution"
@@ -754,17 +754,13 @@ def runs_provenance(results: Sequence[Mapping[str, Any]]) -> str:
     local = len(results) - shipped
     where = [f"{shipped} committed in data/results" if shipped else "",
              f"{local} from this machine's result cache" if local else ""]
-    prov = [r.get("provenance", {}) for r in results]
-    commits = {str(p.get("git_commit", "unknown"))[:10] for p in prov}
-    newest = str(max(prov, key=lambda p: str(p.get("created", ""))).get("git_commit", "unknown"))[:10]
-    code = f"perlkit commit {newest}" + (f" (the newest of {len(commits)})" if len(commits) > 1 else "")
-    devices = "; ".join(sorted({device_label(p) for p in prov}))
-    dates = sorted(str(p.get("created", ""))[:10] for p in prov if p.get("created"))
-    when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "date unknown"
-    unchecked = sum(not p.get("fingerprint") for p in prov)
-    checked = f"{unchecked} without a code fingerprint" if unchecked else "code-and-weights fingerprint current"
+    parts = plots.provenance_parts(results)
+    code = f"perlkit commit {parts['newest']}" + (
+        f" (the newest of {parts['commits']})" if parts["commits"] > 1 else "")
+    checked = (f"{parts['unfingerprinted']} without a code fingerprint" if parts["unfingerprinted"]
+               else "code-and-weights fingerprint current")
     return (f"{len(results)} run{'s' if len(results) != 1 else ''} ({', '.join(w for w in where if w)}); {code}; "
-            f"on {devices}; {when}; {checked}")
+            f"on {parts['devices']}; {parts['when']}; {checked}")
 
 
 def provenance_note(sources: Mapping[str, ShippedGrid | Sequence[Mapping[str, Any]] | None],

@@ -30,7 +30,8 @@ def pretrain_out_dir(out: str | None, ship: bool) -> Path:
 
 def _pretrain(args: argparse.Namespace) -> int:
     from perlkit.mini.pretrain import pretrain_mini_clip
-    if args.world != "1" and args.ship:
+    from perlkit.mini.worlds import DEFAULT_WORLD
+    if args.world != DEFAULT_WORLD and args.ship:
         raise ValueError(f"--ship writes the shipped world-1 weights; pretrain world {args.world} with --out DIR")
     out = pretrain_out_dir(args.out, args.ship)
     log = pretrain_mini_clip(out, seed=args.seed, steps=args.steps, progress=True, eval_every=args.eval_every,
@@ -45,10 +46,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     from perlkit.data import B2N_DATASETS
     from perlkit.experiments.calibration import bars_table, calibrate, calibration_table
     from perlkit.experiments.protocols import Session
+    from perlkit.mini.worlds import DEFAULT_WORLD
     from perlkit.profiles import get_profile
 
     overrides = {"data_root": args.data_root}
-    if args.world != "1":  # a candidate world: its own folder (built when absent) and weights pretrained on it
+    if args.world != DEFAULT_WORLD:  # a candidate world: its own folder (built when absent), weights pretrained on it
         from perlkit.mini.build import build_mini_world
         if args.profile != "mini" or not args.weights:
             raise ValueError(f"--world {args.world} calibrates a candidate mini world: give --weights, the "

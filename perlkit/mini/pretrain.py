@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from perlkit.files import atomic_write_bytes
 from perlkit.mini import world as W
 from perlkit.mini.weights import MINI_MODEL, create_mini_model, get_mini_tokenizer
-from perlkit.mini.worlds import get_world
+from perlkit.mini.worlds import DEFAULT_WORLD, get_world
 
 Rng = np.random.Generator
 
@@ -124,7 +124,7 @@ _DOMAIN_CONCEPTS: dict[tuple[str, str], list[W.Concept]] = {}
 
 
 def sample_pair(rng: Rng, domain_weights: dict[str, float] = DOMAIN_WEIGHTS,
-                object_modes: dict[str, float] = OBJECT_MODES, world: str = "1") -> tuple[np.ndarray, str]:
+                object_modes: dict[str, float] = OBJECT_MODES, world: str = DEFAULT_WORLD) -> tuple[np.ndarray, str]:
     """Draw one (image, caption) pretraining pair from a world's concept sampler."""
     w = get_world(world)
     doms = list(domain_weights)
@@ -152,7 +152,7 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
 
 
 def make_batch(seed: int, step: int, batch_size: int, tokenizer,  # noqa: ANN001
-               world: str = "1") -> tuple[torch.Tensor, torch.Tensor]:
+               world: str = DEFAULT_WORLD) -> tuple[torch.Tensor, torch.Tensor]:
     """The deterministic batch of a step: its own RNG stream (seed, step), so a resumed run sees the same data."""
     rng = np.random.default_rng([seed, 7, step])
     phases = get_world(world).phases
@@ -164,7 +164,7 @@ def make_batch(seed: int, step: int, batch_size: int, tokenizer,  # noqa: ANN001
 class _StepBatches(torch.utils.data.Dataset):
     """Batches indexed by step (rendered in a worker process so that drawing overlaps the model step)."""
 
-    def __init__(self, seed: int, start: int, steps: int, batch_size: int, world: str = "1") -> None:
+    def __init__(self, seed: int, start: int, steps: int, batch_size: int, world: str = DEFAULT_WORLD) -> None:
         self.seed, self.start, self.steps, self.bs, self.world = seed, start, steps, batch_size, world
         self.tok = None
 
@@ -192,7 +192,8 @@ def encode_text_trunc(model, text: torch.Tensor) -> torch.Tensor:  # noqa: ANN00
 # ----------------------------------------------------------------------------------------------- zero-shot
 @torch.no_grad()
 def quick_zeroshot(model, tokenizer, per_class: int | None = None, seed: int = 0,  # noqa: ANN001
-                   keys: list[str] | None = None, cache: dict | None = None, world: str = "1") -> dict[str, float]:
+                   keys: list[str] | None = None, cache: dict | None = None,
+                   world: str = DEFAULT_WORLD) -> dict[str, float]:
     """Private sanity check: zero-shot top-1 (%) of the model on each benchmark's test split (CoOp templates)."""
     W = get_world(world).module  # noqa: N806
     model.eval()
@@ -225,7 +226,7 @@ def quick_zeroshot(model, tokenizer, per_class: int | None = None, seed: int = 0
     return out
 
 
-def chance_levels(world: str = "1") -> dict[str, float]:
+def chance_levels(world: str = DEFAULT_WORLD) -> dict[str, float]:
     """Chance accuracy (%) per benchmark."""
     W = get_world(world).module  # noqa: N806
     return {b.key: round(100.0 / len(W.bench_concepts_cached(i)), 2) for i, b in enumerate(W.BENCHMARKS)}
@@ -293,7 +294,7 @@ def save_resume_state(path: Path, state: dict) -> None:
 
 def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int | None = None, progress: bool = True,
                        batch_size: int | None = None, eval_every: int = 0, final_eval: bool = True,
-                       world: str = "1") -> dict:
+                       world: str = DEFAULT_WORLD) -> dict:
     """Pretrain the mini CLIP from scratch (deterministic, resumable) and write weights, sha256 and log.
 
     The learning-rate/data schedule is the world's fixed list of phases (steps = its total by default); a smaller
@@ -330,7 +331,7 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int | None = N
         st = load_resume_state(ckpt)
         # resume a run of the same seed/batch whose checkpoint lies on this schedule (a phase-boundary run counts)
         if st["seed"] == seed and st["batch_size"] == bs and st["step"] <= steps and (
-                st["steps"] == steps or st["steps"] in _boundaries(phases)) and st.get("world", "1") == world:
+                st["steps"] == steps or st["steps"] in _boundaries(phases)) and st.get("world", DEFAULT_WORLD) == world:
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
             start, curve, evals, elapsed = st["step"], st["curve"], st["evals"], st["elapsed"]
@@ -372,7 +373,7 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int | None = N
             save_resume_state(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "step": done,
                                      "seed": seed, "steps": steps, "batch_size": bs, "curve": curve,
                                      "evals": evals, "elapsed": time.time() - t0, "torch_rng": torch.get_rng_state(),
-                                     **({"world": world} if world != "1" else {})})
+                                     **({"world": world} if world != DEFAULT_WORLD else {})})
     wall = time.time() - t0
     weights = out_dir / "mini-clip.pt"
     sha = save_fp16_state_dict(model, weights)

@@ -134,13 +134,12 @@ def profile_banner(profile: str) -> str:
     return get_profile(profile).label if profile == "mini" else "paper profile: OpenAI ViT-B/16, real CoOp data"
 
 
-def glue_number(name: str, value: float, fmt: str = ".2f") -> str:
-    """Glue a pre-formatted number for ``{glue:text}`` (never a NumPy scalar, which breaks formatting)."""
+def glue_number(name: str, value: float, fmt: str = ".2f") -> None:
+    """Glue a pre-formatted number for ``{glue:text}`` (never a NumPy scalar, which breaks formatting). Returns
+    nothing: a returned string, as the last line of a cell, showed as a stray quoted number under the cell."""
     from myst_nb import glue
 
-    text = format(float(value), fmt)
-    glue(name, text, display=False)
-    return text
+    glue(name, format(float(value), fmt), display=False)
 
 
 #: the repository the book is built from (``_config.yml``'s ``repository.url``; a test keeps the two equal)

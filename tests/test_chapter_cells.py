@@ -87,6 +87,17 @@ def test_code_a_reader_can_expand_fits_the_code_box(path: Path) -> None:
     assert not wide, f"{len(wide)} line(s) of hide-input cells wider than {CODE_BOX} characters: " + "; ".join(wide)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_cell_shows_a_stray_return_value(path: Path) -> None:
+    """A cell whose last line returns a string shows it quoted under the cell ('-0.08' after chapter 04's table,
+    seen in check-html's screenshots); plumbing returns nothing."""
+    stray = [f"cell {i}: {text}" for i, cell in enumerate(json.loads(path.read_text())["cells"])
+             if cell["cell_type"] == "code" for out in cell.get("outputs", [])
+             if out["output_type"] == "execute_result" and set(out["data"]) == {"text/plain"}
+             and (text := "".join(out["data"]["text/plain"]))[:1] in "'\"" and text[-1:] in "'\""]
+    assert not stray, stray
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_a_results_chapter_has_one_collapsed_provenance_note(path: Path) -> None:
     cells = json.loads(path.read_text())["cells"]

@@ -32,7 +32,7 @@ def draw_car(img: Image.Image, rng: Rng, cabin: str, wheels: str, trim: str, spo
     black roof, both large), a rear spoiler and a body length (the model year)."""
     d = ImageDraw.Draw(img)
     L = 112 if long else 84
-    H = 22
+    H = 18
     fx = -1 if flip else 1
 
     def X(u: float) -> float:  # u in [0, 1] along the car, 0 = rear
@@ -41,13 +41,13 @@ def draw_car(img: Image.Image, rng: Rng, cabin: str, wheels: str, trim: str, spo
     top = ground - 10 - H
     d.polygon([(X(0.0), ground - 10), (X(1.0), ground - 10), (X(1.0), top + 6), (X(0.93), top),
                (X(0.02), top), (X(0.0), top + 4)], fill=colour)
-    ch = 24
-    cab = {"sedan": [(0.22, 0), (0.3, -ch), (0.65, -ch), (0.76, 0)],
-           "coupe": [(0.2, 0), (0.42, -ch * 0.75), (0.62, -ch * 0.75), (0.74, 0)],
-           "hatchback": [(0.02, 0), (0.04, -ch), (0.62, -ch), (0.75, 0)],
-           "van": [(0.0, 0), (0.0, -ch * 1.4), (0.82, -ch * 1.4), (0.92, 0)],
-           "pickup": [(0.5, 0), (0.52, -ch), (0.74, -ch), (0.84, 0)],
-           "wagon": [(0.0, 0), (0.0, -ch * 1.05), (0.66, -ch * 1.05), (0.78, 0)]}[cabin]
+    ch = 30  # world 2 run 2: a class-mean probe told the cabins apart 43% of the time; silhouettes made larger
+    cab = {"sedan": [(0.2, 0), (0.32, -ch), (0.62, -ch), (0.78, 0)],
+           "coupe": [(0.16, 0), (0.46, -ch * 0.6), (0.58, -ch * 0.6), (0.8, 0)],
+           "hatchback": [(0.02, 0), (0.14, -ch), (0.56, -ch), (0.76, 0)],
+           "van": [(0.0, 0), (0.0, -ch * 1.7), (0.86, -ch * 1.7), (0.96, 0)],
+           "pickup": [(0.55, 0), (0.57, -ch * 1.1), (0.76, -ch * 1.1), (0.86, 0)],
+           "wagon": [(0.0, 0), (0.0, -ch), (0.7, -ch), (0.86, 0)]}[cabin]
     roof = (25, 25, 28) if trim == "roof" else colour
     d.polygon([(X(u), top + v) for u, v in cab], fill=roof)
     inner = [(X(u * 0.9 + 0.05 * (u > 0.5) + 0.03), top + v * 0.78 - 2) for u, v in cab]
@@ -60,9 +60,9 @@ def draw_car(img: Image.Image, rng: Rng, cabin: str, wheels: str, trim: str, spo
         stripe = (245, 245, 245) if sum(colour) < 450 else (30, 30, 30)
         d.rectangle([min(X(0.0), X(1.0)), top + 9, max(X(0.0), X(1.0)), top + 15], fill=stripe)
     if spoiler:
-        d.polygon([(X(-0.02), top - 10), (X(0.14), top - 10), (X(0.14), top - 5), (X(-0.02), top - 5)],
+        d.polygon([(X(-0.04), top - 16), (X(0.2), top - 16), (X(0.2), top - 9), (X(-0.04), top - 9)],
                   fill=(30, 30, 30))
-        d.line([(X(0.06), top - 5), (X(0.06), top)], fill=(30, 30, 30), width=3)
+        d.line([(X(0.08), top - 9), (X(0.08), top)], fill=(30, 30, 30), width=5)
     for u in (0.2, 0.8):
         wx, wy, wr = X(u), ground - 10, 12
         d.ellipse([wx - wr, wy - wr, wx + wr, wy + wr], fill=(25, 25, 25))
@@ -132,24 +132,25 @@ def draw_food(img: Image.Image, rng: Rng, item: str, colour: RGB, bowl: bool) ->
         pr = rng.uniform(52, 58)
         d.ellipse([cx - pr, cy - pr, cx + pr, cy + pr], fill=jitter((238, 238, 232), rng, 5), outline=(190, 190, 190),
                   width=3)
-    for _ in range(int(rng.integers(5, 9))):
-        rr, a = rng.uniform(0, pr * 0.55), rng.uniform(0, 2 * math.pi)
+    z = 1.4  # world 2 run 2: a class-mean probe told the items apart 64% of the time; fewer, larger pieces
+    for _ in range(int(rng.integers(3, 6))):
+        rr, a = rng.uniform(0, pr * 0.5), rng.uniform(0, 2 * math.pi)
         x, y = cx + rr * math.cos(a), cy + rr * math.sin(a)
         c = jitter(colour, rng, 14) if not bowl else jitter((235, 215, 170), rng, 14)
         rot = rng.uniform(0, math.pi)
         if item == "dumplings":
-            d.ellipse([x - 10, y - 9, x + 10, y + 9], fill=c, outline=shade(c, 0.7))
+            d.ellipse([x - 10 * z, y - 9 * z, x + 10 * z, y + 9 * z], fill=c, outline=shade(c, 0.7))
         elif item == "fries":
-            d.polygon(tf([(-1.0, -0.17), (1.0, -0.17), (1.0, 0.17), (-1.0, 0.17)], x, y, 15, rot), fill=c)
+            d.polygon(tf([(-1.0, -0.17), (1.0, -0.17), (1.0, 0.17), (-1.0, 0.17)], x, y, 15 * z, rot), fill=c)
         elif item == "slices":
-            d.polygon(tf([(0, -1.0), (0.8, 0.7), (-0.8, 0.7)], x, y, 12, rot), fill=c, outline=shade(c, 0.6))
+            d.polygon(tf([(0, -1.0), (0.8, 0.7), (-0.8, 0.7)], x, y, 12 * z, rot), fill=c, outline=shade(c, 0.6))
         elif item == "cubes":
-            d.polygon(tf([(-1, -1), (1, -1), (1, 1), (-1, 1)], x, y, 8, rot), fill=c, outline=shade(c, 0.6))
+            d.polygon(tf([(-1, -1), (1, -1), (1, 1), (-1, 1)], x, y, 8 * z, rot), fill=c, outline=shade(c, 0.6))
         elif item == "rings":
-            d.ellipse([x - 11, y - 11, x + 11, y + 11], outline=c, width=6)
+            d.ellipse([x - 11 * z, y - 11 * z, x + 11 * z, y + 11 * z], outline=c, width=8)
         elif item == "noodles":
-            d.line([(x + 3 * t - 24, y + 5 * math.sin(t + rot * 3)) for t in np.linspace(0, 16, 14)], fill=c,
-                   width=4)
+            d.line([(x + 3 * z * t - 34, y + 7 * math.sin(t + rot * 3)) for t in np.linspace(0, 16, 14)], fill=c,
+                   width=5)
         else:
             raise ValueError(item)
 

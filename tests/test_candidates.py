@@ -1,0 +1,44 @@
+"""The table in data/candidates/README.md is what the recorded runs say: every row's numbers come from that run's
+calibration.json and pretrain_log.json, and the weights' sha256 agrees across the two files that record it."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+CANDIDATES = Path(__file__).resolve().parents[1] / "data" / "candidates"
+ROW = re.compile(r"^\| (world\d+-run\d+) \| (\w+) \| ([\d,]+) s \| ([+-][\d.]+), (\d+)/11[^|]* \| (\d+)/11[^|]* \| "
+                 r"([\d.]+)[^|]* \| (\d+)/11 \|$")
+
+
+def table_rows() -> dict[str, tuple[str, ...]]:
+    lines = (CANDIDATES / "README.md").read_text().splitlines()
+    return {m.group(1): m.groups()[1:] for m in map(ROW.match, lines) if m}
+
+
+def run_folders() -> list[Path]:
+    return sorted(p for p in CANDIDATES.iterdir() if p.is_dir())
+
+
+def test_every_run_has_a_row_and_every_row_a_run():
+    assert sorted(table_rows()) == [p.name for p in run_folders()]
+
+
+@pytest.mark.parametrize("folder", run_folders(), ids=lambda p: p.name)
+def test_row_matches_the_run_record(folder: Path):
+    _, wall, headroom, headroom_count, within_20, spearman, budget = table_rows()[folder.name]
+    summary = json.loads((folder / "calibration.json").read_text())["summary"]
+    log = json.loads((folder / "pretrain_log.json").read_text())
+    assert int(wall.replace(",", "")) == round(log["wall_time_s"])
+    assert float(headroom) == round(summary["headroom"]["value"], 2)
+    assert int(headroom_count) == summary["headroom"]["count"]
+    assert int(within_20) == summary["zeroshot_within_20"]["value"]
+    assert float(spearman) == round(summary["zeroshot_spearman"]["value"], 2)
+    assert int(budget) == summary["training_budget"]["value"]
+
+
+@pytest.mark.parametrize("folder", run_folders(), ids=lambda p: p.name)
+def test_weights_hash_agrees_between_records(folder: Path):
+    log = json.loads((folder / "pretrain_log.json").read_text())
+    assert (folder / "mini-clip.sha256").read_text().split()[0] == log["weights_sha256"]

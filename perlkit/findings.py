@@ -20,9 +20,11 @@ import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
+from perlkit import plots
 from perlkit.data import B2N_DATASETS, DG_TARGETS, XD_TARGETS
 from perlkit.experiments import Session, b2n_specs, harmonic_mean, transfer_specs
 from perlkit.methods import list_methods
@@ -354,3 +356,83 @@ def removal_verdicts(pairs: Iterable[tuple[str, Mapping]], full: str = "full R-M
             "verdict": interval_verdict(drop) if value in reported.index else "no claim (perlkit's baseline)",
         })
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------- training cost
+def _mean_difference(a: Sequence[float], b: Sequence[float]) -> Estimate:
+    """mean(a) - mean(b) of two sets of independent repeats (bench steps): Welch's interval, its t quantile on the
+    Welch-Satterthwaite degrees of freedom (a CPU record has 3 repeats a variant), carried as a widened error."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else math.inf
+    t = _T95.get(max(1, int(df)), _Z95 if df > 30 else 2.086)  # 2.086: t at 20 df, within 0.04 of 10..30 df
+    return Estimate(statistics.fmean(a) - statistics.fmean(b), se * t / _Z95)
+
+
+def _bench_records(records: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    from perlkit.bench import load_records  # the committed bench records (data/bench/) unless given
+
+    return load_records() if records is None else records
+
+
+def component_cost_verdicts(records: Mapping[str, Any] | None = None, method: str = "rmma") -> pd.DataFrame:
+    """Where a method's training step spends its time, with the noise of the repeated steps: per bench record that
+    timed ``method:<option>`` variants, at its largest batch, the mean step time saved by switching each part off
+    (full minus variant, ms per step), its 95% interval over the repeats, and whether the part costs time beyond
+    that noise. ``records``: ``perlkit.bench.load_records()`` (the default)."""
+    rows = []
+    for name, record in sorted(_bench_records(records).items()):
+        full = record.methods.get(method)
+        if full is None or not full.train_step_ms_samples:
+            continue
+        batch = max(full.train_step_ms_samples, key=int)
+        for label, entry in record.methods.items():
+            samples = entry.train_step_ms_samples.get(batch)
+            if not label.startswith(f"{method}:") or not samples or len(samples) < 2:
+                continue
+            saved = _mean_difference(full.train_step_ms_samples[batch], samples)
+            verdict = interval_verdict(saved)
+            rows.append({"record": f"{record.device_name} ({name})", "batch": int(batch),
+                         "switched off": label.split(":", 1)[1], "saved ms / step": round(saved.value, 2),
+                         "95% interval": f"[{saved.low:.1f}, {saved.high:.1f}]",
+                         "verdict": {HOLDS: "costs time", CONTRADICTED: "slower without it",
+                                     NOT_SEEN: "inside the noise"}[verdict]})
+    return pd.DataFrame(rows, columns=["record", "batch", "switched off", "saved ms / step", "95% interval",
+                                       "verdict"])
+
+
+def component_cost_conclusion(records: Mapping[str, Any] | None = None, method: str = "rmma",
+                              rival: str = "mma") -> str:
+    """One computed paragraph per record of ``component_cost_verdicts``: the method's step against the rival's in the
+    same record, the parts that cost time beyond the noise and how much of the gap they add up to, and whether the
+    rival's step grows with the batch (a step that does not is bound by launches and latency, not arithmetic)."""
+    records = _bench_records(records)
+    table = component_cost_verdicts(records, method)
+    lines = []
+    for (where, batch), rows in table.groupby(["record", "batch"], sort=False):
+        record = records[where.rsplit("(", 1)[1].rstrip(")")]
+        key = str(batch)
+        full = statistics.fmean(record.methods[method].train_step_ms_samples[key])
+        costly = rows[rows["verdict"] == "costs time"]
+        parts = ", ".join(f"{r['switched off'].split('=')[0]} ({r['saved ms / step']:.1f} ms, {r['95% interval']})"
+                          for _, r in costly.iterrows()) or "none"
+        name, rival_name = plots.method_label(method), plots.method_label(rival)
+        text = f"* **{where}**, batch {batch}: an {name} training step takes {full:.1f} ms"
+        other = record.methods.get(rival)
+        if other is not None and other.train_step_ms_samples.get(key):
+            gap = _mean_difference(record.methods[method].train_step_ms_samples[key],
+                                   other.train_step_ms_samples[key])
+            text += (f", {rival_name}'s {full - gap.value:.1f} ms (gap {gap.value:.1f} ms, 95% interval "
+                     f"[{gap.low:.1f}, {gap.high:.1f}])")
+            if len(costly):
+                text += f"; the parts beyond the noise add up to {costly['saved ms / step'].sum():.1f} ms of it"
+            sizes = sorted(other.train_step_ms_samples, key=int)
+            if len(sizes) > 1:
+                small, large = sizes[0], sizes[-1]
+                ratio = (statistics.fmean(other.train_step_ms_samples[large])
+                         / statistics.fmean(other.train_step_ms_samples[small]))
+                bound = "launch- and latency-bound" if ratio < 1.5 else "compute-bound"
+                text += (f". {rival_name}'s step at batch {large} takes {ratio:.2f}x its time at batch {small} "
+                         f"({int(large) // int(small)}x the images): {bound}")
+        lines.append(f"{text}. Parts beyond the noise: {parts}.")
+    return "\n".join(lines) if lines else f"No committed bench record times {method}'s variants yet."

@@ -204,8 +204,22 @@ def execution_status(results_root: str | Path | None = None, bench_dir: str | Pa
             "no training or evaluation run"
         benches = sorted({f"{r.device_name} ({MODEL_LABELS.get(r.model, r.model)}, {r.weights} weights)"
                           for r in records if r.profile == name})
-        lines.append(f"**{name} profile**: {said}" + (f"; timing bench on {', '.join(benches)}" if benches else ""))
+        line = f"**{name} profile**: {said}" + (f"; timing bench on {', '.join(benches)}" if benches else "")
+        if name == "paper":
+            line += "".join(_smoke_status(path) for path in sorted(Path(bench_dir or BENCH_DIR).glob("*-smoke.json")))
+        lines.append(line)
     return "; ".join(lines) + "."
+
+
+def _smoke_status(path: Path) -> str:
+    """One clause for a shipped ``perlkit smoke`` record: how many runs, on what, passed or which failed."""
+    import json
+
+    record = json.loads(path.read_text())
+    runs = sum(len(by_dataset) for by_dataset in record.get("runs", {}).values())
+    outcome = "every one passed" if record.get("ok") else f"failed: {', '.join(record.get('failed') or ['?'])}"
+    return (f"; end-to-end smoke on {record.get('device_name')} (every method, {runs} runs with "
+            f"{record.get('weights')} weights on synthetic data in the CoOp layout; {path.name}): {outcome}")
 
 
 def trainable_params(backbone: FrozenCLIP, method: str = "perl", **options: Any) -> int:

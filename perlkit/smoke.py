@@ -69,6 +69,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from perlkit.backbone import create_backbone
+from perlkit.bench.record import SMOKE_MARK
 from perlkit.data import B2N_DATASETS, DATASET_NAMES, PUBLISHED_COUNTS, Expected, canonical_name
 from perlkit.data.registry import EXPECTED_FILE, RENAMES, SPECS
 from perlkit.experiments import ResultStore, RunSpec, Session
@@ -584,7 +585,7 @@ def default_output(device: torch.device | str, model: str, quick: bool, ship: bo
     """
     folder = (output_root(None, ship, REPO_DATA) or cache_root()) / "bench"  # --ship only from a checkout
     stem = "paper" if quick or model == FULL_MODEL else f"paper-{model}"
-    return folder / f"{stem}-{torch.device(device).type}-smoke{'-quick' if quick else ''}.json"
+    return folder / f"{stem}-{torch.device(device).type}{SMOKE_MARK}{'-quick' if quick else ''}.json"
 
 
 def _cell(run: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from perlkit import bench
 from perlkit.bench.record import provenance_fields
 from perlkit.files import provenance
 
-COMMITTED = sorted(bench.BENCH_DIR.glob("*.json"))
+COMMITTED = sorted(p for p in bench.BENCH_DIR.glob("*.json") if "-smoke" not in p.stem)  # smoke: another schema
 
 
 def test_the_repository_ships_bench_files() -> None:
@@ -40,6 +40,19 @@ def test_committed_files_load_by_name() -> None:
     assert cuda.methods["perl"].cuda_max_allocated_mb.train["4"] > 0
     assert records["mini-cpu.json"].memory_1000_classes.runs["chunk100"].fits_16gb is None  # absent on CPU
     assert bench.load_records(Path("/nonexistent")) == {}
+
+
+def test_smoke_records_beside_bench_records_are_left_out_and_strays_refused(tmp_path: Path) -> None:
+    """``perlkit smoke --ship`` writes into data/bench/ too: the bench's readers skip its records by name only."""
+    assert (bench.BENCH_DIR / "paper-cuda-smoke.json").is_file()  # a shipped one (the H200 run) sits there now
+    data = json.loads((bench.BENCH_DIR / "mini-cpu.json").read_text())
+    (tmp_path / "mini-cpu.json").write_text(json.dumps(data))
+    (tmp_path / "paper-cuda-smoke.json").write_text(json.dumps({"schema": "perlkit-smoke-v1"}))
+    (tmp_path / "paper-cpu-smoke-quick.json").write_text(json.dumps({"schema": "perlkit-smoke-v1"}))
+    assert list(bench.load_records(tmp_path)) == ["mini-cpu.json"]
+    (tmp_path / "notes.json").write_text(json.dumps({"schema": "perlkit-smoke-v1"}))
+    with pytest.raises(bench.RecordError, match="notes.json: not a perlkit-bench-v1 record"):
+        bench.load_records(tmp_path)
 
 
 def test_a_missing_or_unknown_key_is_refused_by_name(tmp_path: Path) -> None:

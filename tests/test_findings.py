@@ -114,3 +114,44 @@ def test_chapter_conclusion_lists_each_checked_claim() -> None:
     text = F.conclusion(table)
     assert text.startswith("On the mini profile, claims checked on executed runs: 5 of 8 (5 holds)")
     assert "* average HM of 74.79 with only 6K trainable parameters: **holds**" in text
+
+
+# ---------------------------------------------------------------------------------------------- training cost
+def _bench(device: str, steps: dict[str, dict[str, list[float]]]) -> object:
+    from types import SimpleNamespace
+
+    methods = {name: SimpleNamespace(train_step_ms_samples=samples) for name, samples in steps.items()}
+    return SimpleNamespace(device_name=device, methods=methods)
+
+
+def test_component_costs_are_judged_against_the_spread_of_the_repeats() -> None:
+    fast, slow = [10.0, 10.5, 9.5, 10.2], [20.0, 20.5, 19.5, 20.2]
+    records = {"gpu.json": _bench("GPU", {
+        "mma": {"4": fast, "32": [x + 0.45 for x in fast]},
+        "rmma": {"4": slow, "32": slow},
+        "rmma:attention=false": {"32": fast},  # saves 10 ms: costs time
+        "rmma:mar=false": {"32": [20.4, 19.4, 20.3, 20.0]},  # saves nothing
+        "rmma:shared=false": {"32": [x + 5 for x in slow]},  # slower without it
+    }), "cpu.json": _bench("CPU", {"mma": {"4": fast}})}  # no variant: left out
+    table = F.component_cost_verdicts(records)
+    assert list(table["switched off"]) == ["attention=false", "mar=false", "shared=false"]
+    assert list(table["verdict"]) == ["costs time", "inside the noise", "slower without it"]
+    assert table["saved ms / step"].iloc[0] == pytest.approx(10.0) and set(table["batch"]) == {32}
+    text = F.component_cost_conclusion(records)
+    assert "an R-MMA training step takes 20.1 ms, MMA's 10.5 ms" in text
+    assert "add up to 10.0 ms of it" in text and "Parts beyond the noise: attention (10.0 ms" in text
+    assert "1.04x its time at batch 4 (8x the images): launch- and latency-bound" in text
+    assert F.component_cost_conclusion({}) == "No committed bench record times rmma's variants yet."
+
+
+def test_the_committed_gpu_record_finds_the_attention_costly_and_the_cpu_one_finds_nothing() -> None:
+    table = F.component_cost_verdicts().set_index(["record", "switched off"])["verdict"]
+    gpu = table[table.index.get_level_values(0).str.startswith("NVIDIA H200")]
+    cpu = table[table.index.get_level_values(0).str.startswith("CPU")]
+    assert gpu.xs("attention=false", level=1).item() == "costs time"
+    assert set(cpu) == {"inside the noise"}
+
+
+def test_a_cost_difference_of_few_repeats_gets_students_t_not_the_normal_quantile() -> None:
+    saved = F._mean_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])  # Welch df = 4: t = 2.776
+    assert saved.value == 0.0 and saved.half_width == pytest.approx(2.776 * math.sqrt(2 / 3), rel=1e-6)

@@ -431,6 +431,14 @@ def test_execution_status_says_what_ran_on_which_profile(tmp_path: Path) -> None
     assert status.startswith("**mini profile**: 3 training and evaluation runs (data/results/mini); **paper profile**")
     assert "paper profile**: no training or evaluation run; timing bench on NVIDIA H100 80GB HBM3 (ViT-B/16, random" \
         in status
+    assert "smoke" not in status
+    smoke = json.loads((Path(BENCH_DIR) / "paper-cuda-smoke.json").read_text())
+    failed = {**smoke, "ok": False, "failed": ["perl/dtd"]}
+    (tmp_path / "bench" / "paper-cuda-smoke.json").write_text(json.dumps(failed))
+    status = report.execution_status(tmp_path / "results", tmp_path / "bench")
+    assert status.endswith("end-to-end smoke on NVIDIA H200 (every method, 24 runs with random weights on synthetic "
+                           "data in the CoOp layout; paper-cuda-smoke.json): failed: perl/dtd.")
+    assert "every one passed" in report.execution_status(tmp_path / "results")  # the shipped record
 
 
 def test_component_cost_table_subtracts_each_variant_from_the_full_method() -> None:

@@ -25,6 +25,8 @@ from perlkit.files import REPO_DATA, provenance
 SCHEMA = "perlkit-bench-v1"
 #: the committed bench files (``perlkit bench --ship`` writes here; the user cache otherwise)
 BENCH_DIR = REPO_DATA / "bench"
+#: ``perlkit smoke --ship`` writes its records (another schema) into the same folder, named ``*-smoke[-quick].json``
+SMOKE_MARK = "-smoke"
 #: field metadata: leave the key out of the JSON when its value is None (keys that older files do not have)
 OPTIONAL_KEY = {"omit_if_none": True}
 
@@ -190,8 +192,12 @@ def read_record(path: str | os.PathLike) -> BenchRecord:
 
 
 def load_records(folder: str | os.PathLike = BENCH_DIR) -> dict[str, BenchRecord]:
-    """Every bench file of a folder by file name, sorted (a missing folder holds none: an installed perlkit)."""
-    return {path.name: read_record(path) for path in sorted(Path(folder).glob("*.json"))}
+    """Every bench file of a folder by file name, sorted (a missing folder holds none: an installed perlkit).
+
+    Smoke records (``perlkit smoke --ship``) share the folder and are left out by name; any other file that is not
+    a bench record is refused by name, never skipped."""
+    return {path.name: read_record(path) for path in sorted(Path(folder).glob("*.json"))
+            if SMOKE_MARK not in path.stem}
 
 
 # ------------------------------------------------------------------------------------------------ JSON <-> dataclass

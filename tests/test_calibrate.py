@@ -142,5 +142,11 @@ def test_cli_json(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     out = capsys.readouterr()
     report = json.loads(out.out)
     assert set(report["benchmarks"]) == {"eurosat"} and "summary" in report and "mini" in report["label"]
+    assert report["seed"] == cal.SEED
+    assert main(["mini", "calibrate", "--json", "--seed", "2", "--data-root", str(data_root), "--datasets",
+                 "eurosat"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert other["seed"] == 2 and other["benchmarks"]["eurosat"]["zeroshot_base"] == \
+        report["benchmarks"]["eurosat"]["zeroshot_base"]  # zero-shot does not depend on the shots drawn
     assert main(["mini", "calibrate", "--data-root", str(data_root), "--datasets", "imagenet_a"]) == 2
     assert "base-to-novel" in capsys.readouterr().err

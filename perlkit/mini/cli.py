@@ -60,7 +60,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.weights:
         overrides["pretrained"] = args.weights
     session = Session(get_profile(args.profile, **overrides), progress=True)
-    report = calibrate(session, datasets=args.datasets or B2N_DATASETS, template=args.template, progress=True)
+    report = calibrate(session, datasets=args.datasets or B2N_DATASETS, seed=args.seed, template=args.template,
+                       progress=True)
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
@@ -73,6 +74,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `mini build`, `pretrain` and `calibrate` under the perlkit CLI; each handler returns an exit code."""
+    from perlkit.experiments.calibration import SEED
     from perlkit.mini.worlds import DEFAULT_WORLD, WORLDS
     mini = subparsers.add_parser("mini", help="synthetic mini world and mini CLIP")
     world_help = f"world version (default {DEFAULT_WORLD}, the shipped one; 2 is the candidate of issue 13)"
@@ -97,6 +99,9 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--profile", default="mini", choices=["mini", "paper"])
     c.add_argument("--data-root", default=None, help="data root (default: the profile's)")
     c.add_argument("--template", default="coop", choices=["coop", "single"])
+    c.add_argument("--seed", type=int, default=SEED,
+                   help=f"few-shot sampling seed of the probe's shots (default {SEED}; another seed shows how much "
+                        "the bars' margins move with the shots drawn)")
     c.add_argument("--datasets", nargs="*", default=None, help="base-to-novel datasets (default: all 11)")
     c.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
     c.add_argument("--weights", default=None, help="a mini-clip.pt to calibrate instead of the shipped weights")

@@ -42,3 +42,13 @@ def test_row_matches_the_run_record(folder: Path):
 def test_weights_hash_agrees_between_records(folder: Path):
     log = json.loads((folder / "pretrain_log.json").read_text())
     assert (folder / "mini-clip.sha256").read_text().split()[0] == log["weights_sha256"]
+
+
+@pytest.mark.parametrize("path", sorted(CANDIDATES.glob("*/calibration-seed*.json")), ids=lambda p: p.parent.name)
+def test_other_seed_calibrations_are_of_the_same_weights_and_zero_shot(path: Path):
+    """Another few-shot seed (``perlkit mini calibrate --seed``) changes the probe's shots only."""
+    other, first = (json.loads(p.read_text()) for p in (path, path.parent / "calibration.json"))
+    assert other["seed"] == int(path.stem.removeprefix("calibration-seed")) != first["seed"]
+    assert other["weights_sha256"] == first["weights_sha256"]
+    for name, row in other["benchmarks"].items():
+        assert row["zeroshot_base"] == first["benchmarks"][name]["zeroshot_base"]

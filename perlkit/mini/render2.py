@@ -198,18 +198,18 @@ def scene_image(rng: Rng, ground_kind: str, landmark: str, time: str) -> Image.I
     else:
         raise ValueError(ground_kind)
     img = Image.fromarray(arr, "RGB")
-    for _ in range(int(rng.integers(0, 3))):
+    for _ in range(int(rng.integers(0, 2))):  # run 5: at most one small distractor (was two)
         other = R.LANDMARKS[int(rng.integers(len(R.LANDMARKS)))]
-        R.draw_landmark(img, rng, other, rng.uniform(10, S - 10), horizon + rng.uniform(2, 12), rng.uniform(14, 22))
+        R.draw_landmark(img, rng, other, rng.uniform(10, S - 10), horizon + rng.uniform(2, 12), rng.uniform(12, 18))
     gy = horizon + (26 if ground_kind in ("beach", "street") else 30) + rng.uniform(-4, 6)
     if ground_kind == "lake" and landmark != "boat":
         gy = S - 8
-    R.draw_landmark(img, rng, landmark, S / 2 + rng.uniform(-22, 22), gy, rng.uniform(46, 60))
+    R.draw_landmark(img, rng, landmark, S / 2 + rng.uniform(-18, 18), gy, rng.uniform(58, 70))  # run 5: was 46-60
     out = np.asarray(img, np.float32)
     if time == "dusk":
         out = out * np.array([1.05, 0.8, 0.65], np.float32)
     elif time == "night":
-        out = out * 0.35 + np.array([0, 0, 25], np.float32)
+        out = out * 0.5 + np.array([0, 0, 25], np.float32)  # run 5: 0.35 hid the landmark
     elif time == "fog":
         out = 0.45 * out + 0.55 * np.array([205, 205, 210], np.float32)
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB")

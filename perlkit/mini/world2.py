@@ -272,7 +272,7 @@ def render_bench_image(seed: int, bench_index: int, split: int, label: int, i: i
 
 # ----------------------------------------------------------------------------------------------- captions
 #: how often a caption names the class (the rest describe what is seen, or say nothing)
-NAME_RATE = {"object": 0.85, "pet": 0.8, "car": 0.62, "flower": 0.55, "food": 0.9, "aircraft": 0.45, "scene": 0.8,
+NAME_RATE = {"object": 0.85, "pet": 0.8, "car": 0.66, "flower": 0.55, "food": 0.9, "aircraft": 0.45, "scene": 0.8,
              "texture": 0.55, "satellite": 0.6, "action": 0.55}
 #: (fraction of the classes in swapped pairs, how often a swapped class's caption uses its partner's name)
 SWAPS = {"car": (0.1, 0.6), "flower": (0.2, 0.65), "aircraft": (0.1, 0.6),

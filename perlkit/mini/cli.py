@@ -72,6 +72,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attributes(args: argparse.Namespace) -> int:
+    from perlkit.mini.attributes import diagnose, format_report
+
+    for dataset in args.datasets:
+        report = diagnose(args.weights, dataset, args.world, args.train_per_class, args.test_per_class)
+        print(format_report(report, args.confusion))
+    return 0
+
+
 def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `mini build`, `pretrain` and `calibrate` under the perlkit CLI; each handler returns an exit code."""
     from perlkit.experiments.calibration import SEED
@@ -106,3 +115,15 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
     c.add_argument("--weights", default=None, help="a mini-clip.pt to calibrate instead of the shipped weights")
     c.set_defaults(func=_calibrate, handler=_calibrate)
+    a = sub.add_parser("attributes", help="which attribute of a benchmark's classes a frozen mini CLIP misses",
+                       description="Render base-class images with the world's current code, encode them with the "
+                                   "weights, and print how often zero-shot and the nearest class mean share each "
+                                   "attribute with the true class (a world-design diagnostic, not a result).")
+    a.add_argument("datasets", nargs="+", help="base-to-novel benchmarks, e.g. sun397 food101")
+    a.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
+    a.add_argument("--weights", default=None, help="a mini-clip.pt (default: the shipped weights)")
+    a.add_argument("--train-per-class", type=int, default=16, help="images a class for the class means")
+    a.add_argument("--test-per-class", type=int, default=8, help="test images a class")
+    a.add_argument("--confusion", nargs="*", default=[], metavar="ATTRIBUTE",
+                   help="also print these attributes' confusion matrices")
+    a.set_defaults(func=_attributes, handler=_attributes)

@@ -44,7 +44,7 @@ from perlkit.data.custom import DEFAULT_TEMPLATE, data_name
 from perlkit.engine import CheckpointError, autocast_context
 from perlkit.experiments.protocols import Session, harmonic_mean
 from perlkit.experiments.store import RunSpec
-from perlkit.files import atomic_write_bytes, cache_root, ensure_writable, git_commit
+from perlkit.files import atomic_write_bytes, cache_root, device_name, ensure_writable, git_commit
 from perlkit.methods import ClassSet, Method, build_method
 from perlkit.profiles import Profile, get_profile
 
@@ -91,6 +91,7 @@ class FitResult:
     checkpoint_bytes: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)  # per optimiser step
+    device: str = ""  # where it trained (files.device_name: the GPU's model, or the CPU's with its threads)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (``--json``)."""
@@ -182,6 +183,7 @@ def fit_own_data(
         trainable_params=fitted.num_trainable(), metrics=metrics, counts=counts,
         split_file=str(own_split_file(data) or data), train_seconds=train_log["seconds"], seconds=0.0,
         options=dict(options or {}), losses=[step["loss"] for step in train_log["steps"]],
+        device=device_name(session.backbone.device),
     )
     save_fit(fitted, out, result, _profile_args(prof))
     result.checkpoint_bytes = out.stat().st_size

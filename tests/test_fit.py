@@ -254,6 +254,7 @@ def test_fit_saves_a_safetensors_checkpoint_with_its_metadata(fitted) -> None:  
     assert result.losses == pytest.approx(RECORDED_LOSSES, rel=1e-5)
     assert result.counts["train_images"] == 12 and result.counts["steps"] == 3 and result.counts["test_base"] == 18
     assert path.stat().st_size == result.checkpoint_bytes < 100_000
+    assert result.device.startswith("CPU")  # the paper profile's tiny CLIP on a machine without CUDA
     tensors, meta = read_fit(path)
     assert meta["method"] == "perl" and meta["classnames"] == ["blue sky", "green leaf", "red apple"]
     assert meta["template"] == "a photo of a {}." and meta["perlkit_version"] == perlkit.__version__

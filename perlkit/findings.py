@@ -407,10 +407,12 @@ def component_cost_conclusion(records: Mapping[str, Any] | None = None, method: 
     same record, the parts that cost time beyond the noise and how much of the gap they add up to, and whether the
     rival's step grows with the batch (a step that does not is bound by launches and latency, not arithmetic)."""
     records = _bench_records(records)
-    table = component_cost_verdicts(records, method)
     lines = []
-    for (where, batch), rows in table.groupby(["record", "batch"], sort=False):
-        record = records[where.rsplit("(", 1)[1].rstrip(")")]
+    for name, record in sorted(records.items()):
+        rows = component_cost_verdicts({name: record}, method)
+        if rows.empty:
+            continue
+        where, batch = rows["record"].iloc[0], int(rows["batch"].iloc[0])
         key = str(batch)
         full = statistics.fmean(record.methods[method].train_step_ms_samples[key])
         costly = rows[rows["verdict"] == "costs time"]

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from perlkit.backbone import create_backbone
 from perlkit.data.loading import build_transform
+from perlkit.experiments.calibration import base_class_count
 from perlkit.mini.weights import MINI_MODEL
 from perlkit.mini.worlds import DEFAULT_WORLD, get_world
 
@@ -52,7 +53,7 @@ def diagnose(weights: str | None, dataset: str, world: str = DEFAULT_WORLD, trai
     concepts = module.bench_concepts_cached(index)
     if not any(c.attrs for c in concepts):
         raise ValueError(f"{dataset}'s classes have no attributes to diagnose")
-    n_base = (len(concepts) + 1) // 2
+    n_base = base_class_count(len(concepts))  # the base half, as subsample_classes splits it
     backbone = create_backbone(MINI_MODEL, weights)
     backbone.eval()
     transform = build_transform(backbone.image_size, train=False)

@@ -26,6 +26,12 @@ def test_every_attribute_is_scored_and_never_below_the_accuracy(pets) -> None:
         assert table.to_numpy().sum() == pets.test_images, key
 
 
+def test_the_default_is_the_shipped_mini_clip_not_random_weights() -> None:
+    """World 1's EuroSAT with the shipped weights: zero-shot base 96.5 in the committed calibration (chapter 01)."""
+    eurosat = diagnose(None, "eurosat", "1", train_per_class=2, test_per_class=8)
+    assert eurosat.zeroshot >= 80.0  # random weights give about chance (20%)
+
+
 def test_bad_names_are_refused_by_name(pets) -> None:
     with pytest.raises(ValueError, match="no benchmark 'petz'"):
         diagnose(None, "petz", "1")

@@ -194,6 +194,7 @@ def execution_status(results_root: str | Path | None = None, bench_dir: str | Pa
     records with their device and weights), so that the landing page never calls a profile reproduced that has not
     run."""
     from perlkit.bench import BENCH_DIR, load_records
+    from perlkit.bench.record import SMOKE_MARK
     from perlkit.experiments.store import SHIPPED_RESULTS
 
     root, records = Path(results_root or SHIPPED_RESULTS), load_records(bench_dir or BENCH_DIR).values()
@@ -206,7 +207,8 @@ def execution_status(results_root: str | Path | None = None, bench_dir: str | Pa
                           for r in records if r.profile == name})
         line = f"**{name} profile**: {said}" + (f"; timing bench on {', '.join(benches)}" if benches else "")
         if name == "paper":
-            line += "".join(_smoke_status(path) for path in sorted(Path(bench_dir or BENCH_DIR).glob("*-smoke.json")))
+            smokes = sorted(Path(bench_dir or BENCH_DIR).glob(f"*{SMOKE_MARK}.json"))  # full runs, not -quick ones
+            line += "".join(_smoke_status(path) for path in smokes)
         lines.append(line)
     return "; ".join(lines) + "."
 

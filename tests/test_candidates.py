@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from perlkit.backbone import create_backbone
+from perlkit.files import sha256_file
+from perlkit.mini.weights import MINI_MODEL
+
 CANDIDATES = Path(__file__).resolve().parents[1] / "data" / "candidates"
 ROW = re.compile(r"^\| (world\d+-run\d+) \| (\w+) \| ([\d,]+) s \| ([+-][\d.]+), (\d+)/11[^|]* \| (\d+)/11[^|]* \| "
                  r"([\d.]+)[^|]* \| (\d+)/11 \|$")
@@ -57,14 +61,8 @@ def test_other_seed_calibrations_are_of_the_same_weights_and_zero_shot(path: Pat
 @pytest.mark.parametrize("weights", sorted(CANDIDATES.glob("*/mini-clip.pt")), ids=lambda p: p.parent.name)
 def test_committed_weights_are_the_recorded_ones(weights: Path):
     """A candidate that met every bar commits its weights; they must be the file its records describe."""
-    import hashlib
-
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    assert digest == (weights.parent / "mini-clip.sha256").read_text().split()[0]
+    assert sha256_file(weights) == (weights.parent / "mini-clip.sha256").read_text().split()[0]
     calibration = json.loads((weights.parent / "calibration.json").read_text())
     assert calibration["summary"]["all_pass"]
     # and the calibration was made with exactly these weights (its hash is over the loaded tensors)
-    from perlkit.backbone import create_backbone
-    from perlkit.mini.weights import MINI_MODEL
-
     assert create_backbone(MINI_MODEL, str(weights)).weights_sha256() == calibration["weights_sha256"]

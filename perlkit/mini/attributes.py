@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from perlkit.backbone import create_backbone
 from perlkit.data.loading import build_transform
 from perlkit.experiments.calibration import base_class_count
-from perlkit.mini.weights import MINI_MODEL
+from perlkit.mini.weights import MINI_MODEL, mini_weights_path
 from perlkit.mini.worlds import DEFAULT_WORLD, get_world
-from perlkit.profiles import get_profile
 
 TRAIN_SPLIT, TEST_SPLIT = 0, 2  # render_bench_image's split index: train, val, test
 
@@ -56,7 +55,7 @@ def diagnose(weights: str | None, dataset: str, world: str = DEFAULT_WORLD, trai
         raise ValueError(f"{dataset}'s classes have no attributes to diagnose")
     n_base = base_class_count(len(concepts))  # the base half, as subsample_classes splits it
     # None means the shipped weights here (create_backbone's None is random weights: a diagnosis of nothing)
-    backbone = create_backbone(MINI_MODEL, weights or get_profile("mini").pretrained)
+    backbone = create_backbone(MINI_MODEL, weights or str(mini_weights_path()))
     backbone.eval()
     transform = build_transform(backbone.image_size, train=False)
 

@@ -66,3 +66,13 @@ def test_committed_weights_are_the_recorded_ones(weights: Path):
     assert calibration["summary"]["all_pass"]
     # and the calibration was made with exactly these weights (its hash is over the loaded tensors)
     assert create_backbone(MINI_MODEL, str(weights)).weights_sha256() == calibration["weights_sha256"]
+
+
+@pytest.mark.parametrize("path", sorted(CANDIDATES.glob("*/pretrain_log-reproduction.json")),
+                         ids=lambda p: p.parent.name)
+def test_a_second_pretraining_reproduced_the_weights_byte_for_byte(path: Path):
+    """The log of a second pretraining from scratch: same sha256, same loss curve and evaluations."""
+    again, first = (json.loads(p.read_text()) for p in (path, path.parent / "pretrain_log.json"))
+    assert again["weights_sha256"] == first["weights_sha256"] == (path.parent / "mini-clip.sha256").read_text().split()[0]
+    for key in ("loss_curve", "intermediate_evals", "zeroshot_test_top1", "recipe", "world_version"):
+        assert again[key] == first[key], key

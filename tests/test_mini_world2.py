@@ -122,3 +122,33 @@ def test_a_world2_build_made_by_other_code_is_not_reused(tmp_path: Path, monkeyp
     assert not build.is_complete(root, 0, 1.0, "2")
     (root / build.MARKER).write_text(json.dumps({"config": config}))
     assert build.is_complete(root, 0, 1.0, "2")
+
+
+def test_world2_pretraining_views_reframe_the_same_pairs_and_world1_has_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from perlkit.mini import pretrain
+    from perlkit.mini.weights import get_mini_tokenizer
+
+    assert get_world("1").views is None and get_world("2").views == pretrain.VIEWS
+    tok = get_mini_tokenizer()
+    images, text = pretrain.make_batch(0, 3, 8, tok, world="2")
+    bare = get_world("2").__class__(**{**get_world("2").__dict__, "views": None})
+    monkeypatch.setattr(pretrain, "get_world", lambda world: bare)
+    plain_images, plain_text = pretrain.make_batch(0, 3, 8, tok, world="2")
+    assert (text == plain_text).all()  # views are drawn after the pairs: same captions
+    changed = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(images, plain_images, strict=True)]
+    assert 0 < sum(changed) < 8  # some images reframed, some left as rendered (p = 0.5 crop, 0.5 flip)
+
+
+def test_pretrain_view_crops_within_scale_and_mirrors() -> None:
+    from perlkit.mini.pretrain import pretrain_view
+
+    image = np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)
+    flipped = pretrain_view(np.random.default_rng(0), image, {"crop_p": 0.0, "crop_scale": (1, 1), "flip_p": 1.0})
+    assert (flipped == image[:, ::-1]).all()
+    kept = pretrain_view(np.random.default_rng(0), image, {"crop_p": 0.0, "crop_scale": (1, 1), "flip_p": 0.0})
+    assert (kept == image).all()
+    cropped = pretrain_view(np.random.default_rng(1), image, {"crop_p": 1.0, "crop_scale": (0.25, 0.25),
+                                                              "flip_p": 0.0})
+    assert cropped.shape == image.shape and not (cropped == image).all()

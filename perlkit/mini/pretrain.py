@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.transformer import text_global_pool
+from PIL import Image
 from tqdm.auto import tqdm
 
 from perlkit.files import atomic_write_bytes
@@ -44,6 +45,12 @@ PHASES = [
     {"steps": 250, "lr": 3e-4, "warmup_frac": 0.04, "domain_weights": DOMAIN_WEIGHTS_3,
      "object_modes": OBJECT_MODES_3},
 ]
+# world 2's pretraining views: web photos frame the same thing at many scales and both ways round, which is what
+# makes real CLIP's features survive the few-shot recipes' RandomResizedCrop and flip. Rendered images are always
+# centred and whole, so without these views the mini CLIP's zero-shot on Caltech101's training shots fell from 80.0
+# (as rendered) to 51.3 under the unified crop (0.5, 1) and 35.7 under Dassl's (0.08, 1) (run 5, seed 1).
+# Half the images are reframed (crops down to 15% of the area) so that the whole, centred view stays common.
+VIEWS = {"crop_p": 0.5, "crop_scale": (0.15, 1.0), "flip_p": 0.5}
 GENERIC = ["a photo.", "an image.", "a picture of something.", "my photo", "untitled"]
 
 DEFAULT_STEPS = sum(ph["steps"] for ph in PHASES)
@@ -151,14 +158,36 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return (x - _MEAN) / _STD
 
 
+def pretrain_view(rng: Rng, image: np.ndarray, views: dict) -> np.ndarray:
+    """A random framing of a rendered image: with probability ``crop_p`` a crop of ``crop_scale`` of its area
+    (aspect 3:4 to 4:3, as RandomResizedCrop) resized back bicubically, then a mirror image with ``flip_p``."""
+    h, w = image.shape[:2]
+    out = image
+    if rng.random() < views["crop_p"]:
+        area = rng.uniform(*views["crop_scale"]) * h * w
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        cw = min(w, max(1, round(math.sqrt(area * ratio))))
+        ch = min(h, max(1, round(math.sqrt(area / ratio))))
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        crop = Image.fromarray(image[top:top + ch, left:left + cw])
+        out = np.asarray(crop.resize((w, h), Image.Resampling.BICUBIC))
+    if rng.random() < views["flip_p"]:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
 def make_batch(seed: int, step: int, batch_size: int, tokenizer,  # noqa: ANN001
                world: str = DEFAULT_WORLD) -> tuple[torch.Tensor, torch.Tensor]:
-    """The deterministic batch of a step: its own RNG stream (seed, step), so a resumed run sees the same data."""
+    """The deterministic batch of a step: its own RNG stream (seed, step), so a resumed run sees the same data.
+    A world's views are drawn after all its pairs, so the pairs are those of the same world without views."""
     rng = np.random.default_rng([seed, 7, step])
-    phases = get_world(world).phases
-    ph = phases[_phase(step, phases)[0]]
+    w = get_world(world)
+    ph = w.phases[_phase(step, w.phases)[0]]
     pairs = [sample_pair(rng, ph["domain_weights"], ph["object_modes"], world) for _ in range(batch_size)]
-    return to_tensor([p[0] for p in pairs]), tokenizer([p[1] for p in pairs])
+    images = [p[0] for p in pairs]
+    if w.views:
+        images = [pretrain_view(rng, im, w.views) for im in images]
+    return to_tensor(images), tokenizer([p[1] for p in pairs])
 
 
 class _StepBatches(torch.utils.data.Dataset):

@@ -20,6 +20,8 @@ class World:
     module: ModuleType
     caption: Callable
     phases: list[dict]
+    #: random framings of pretraining images (``pretrain.pretrain_view``'s options), or None: images as rendered
+    views: dict | None = None
 
 
 def get_world(version: str = DEFAULT_WORLD) -> World:
@@ -31,7 +33,7 @@ def get_world(version: str = DEFAULT_WORLD) -> World:
 
         return World("1", world, pretrain.caption, pretrain.PHASES)
     if version == "2":
-        from perlkit.mini import world2
+        from perlkit.mini import pretrain, world2
 
-        return World("2", world2, world2.caption, world2.PHASES)
+        return World("2", world2, world2.caption, world2.PHASES, pretrain.VIEWS)
     raise ValueError(f"unknown mini world {version!r}; there are {', '.join(WORLDS)}")

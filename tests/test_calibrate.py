@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -150,3 +151,27 @@ def test_cli_json(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         report["benchmarks"]["eurosat"]["zeroshot_base"]  # zero-shot does not depend on the shots drawn
     assert main(["mini", "calibrate", "--data-root", str(data_root), "--datasets", "imagenet_a"]) == 2
     assert "base-to-novel" in capsys.readouterr().err
+
+
+def test_view_robustness_as_rendered_is_the_frozen_zero_shot_of_the_training_shots(session: Session) -> None:
+    from perlkit.data import build_transform, sample_fewshot, subsample_classes
+
+    row = cal.view_robustness(session, "eurosat", draws=2)
+    assert set(row) == {"dataset", "images", "as_rendered", *cal.TRAINING_VIEWS}
+    base = subsample_classes(sample_fewshot(session.dataset("eurosat"), cal.SHOTS, cal.SEED), "base")
+    assert row["images"] == len(base.train)
+    # as rendered: the calibration's own zero-shot on frozen features, here of the training shots
+    features = cal.frozen_image_features(session, "eurosat", str(session.data_root), base.train, progress=False)
+    shots_as_test = dataclasses.replace(base, test=base.train)
+    assert row["as_rendered"] == pytest.approx(cal._zeroshot_accuracy(session, shots_as_test, features, "coop"),
+                                               abs=1e-9)
+    # the crops are random but drawn from their own stream: same numbers again, whatever the global RNG did
+    torch.manual_seed(123)
+    again = cal.view_robustness(session, "eurosat", draws=2)
+    assert again == row
+    size = session.backbone.image_size
+    shifted = cal._zeroshot_on(session, base.train, torch.zeros(len(base.classnames), session.backbone.embed_dim),
+                               build_transform(size, train=True, crop_scale=(0.08, 1.0)), 0)
+    assert 0.0 <= shifted <= 100.0
+    table = cal.view_robustness_table([row, again])
+    assert list(table.index) == ["EuroSAT", "EuroSAT", "mean"]

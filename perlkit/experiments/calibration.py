@@ -16,6 +16,11 @@ real one-epoch steps (base classes x 16 shots / batch). ``calibration_summary`` 
 mini world must meet (``*_BAR`` below).
 Only the frozen model is measured here, never a method: the world is calibrated on what CLIP can do.
 
+``view_robustness`` measures one more frozen-model property the recipes rely on: zero-shot accuracy on the base
+training shots as rendered and under the training augmentations (MMRL's and the unified protocol's crop (0.5, 1),
+Dassl's default (0.08, 1), each with a flip). Web-trained CLIP reads crops of a photo; a mini CLIP that cannot trains
+every method on views it does not understand.
+
 Frozen image embeddings are deterministic, so they are cached under the user cache (``calibration/``), keyed by the
 weights' sha256, the transform and the images (path, size, mtime).
 """
@@ -49,7 +54,7 @@ from perlkit.data import (
     sample_fewshot,
     subsample_classes,
 )
-from perlkit.engine import autocast_context, recipe
+from perlkit.engine import UNIFIED_CROP_SCALE, autocast_context, recipe
 from perlkit.experiments.protocols import Session
 from perlkit.files import atomic_write_bytes, cache_root
 from perlkit.methods import build_method, get_method_class
@@ -335,6 +340,56 @@ def _calibrate(
         steps_one_epoch=math.ceil(n_train / perl_batch_size()),
         real_zeroshot_base=None, real_base_classes=None, real_steps_one_epoch=None,
     )
+
+
+# ----------------------------------------------------------------------------------------------- training views
+#: the training crops whose effect ``view_robustness`` measures: the unified protocol's (MMRL's) and Dassl's default
+TRAINING_VIEWS: dict[str, tuple[float, float]] = {"unified_crop": UNIFIED_CROP_SCALE, "dassl_crop": (0.08, 1.0)}
+VIEW_DRAWS = 3
+
+
+@torch.no_grad()
+def _zeroshot_on(session: Session, items: Sequence[Datum], text: torch.Tensor, transform: Any, draw_seed: int) -> float:
+    """Zero-shot top-1 of ``items`` seen through ``transform``, its random draws from a private torch stream."""
+    backbone = session.backbone
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(draw_seed)
+        loader = make_loader(items, transform, session.profile.eval_batch_size, shuffle=False, num_workers=0)
+        chunks = []
+        for images, _ in loader:
+            with autocast_context(backbone.device):
+                chunks.append(backbone.encode("vision", images.to(backbone.device)).float().cpu())
+    return _accuracy(F.normalize(torch.cat(chunks), dim=-1) @ text.t(), _labels(items))
+
+
+def view_robustness(
+    session: Session, dataset: str, shots: int = SHOTS, seed: int = SEED, draws: int = VIEW_DRAWS,
+    template: str = "coop",
+) -> dict[str, Any]:
+    """Zero-shot accuracy (%) of the frozen model on a benchmark's base training shots as rendered (evaluation
+    transform) and under each training crop with its flip (``TRAINING_VIEWS``, mean over ``draws`` draws).
+
+    Only training shots and the frozen model are used: it says whether the views the recipes train on still show
+    their class, not how any method does."""
+    full = session.dataset(dataset)
+    base = subsample_classes(sample_fewshot(full, shots, seed), "base")
+    zeroshot = build_method("zeroshot", session.backbone)
+    text = zeroshot.classifier(session.classes(zeroshot, base, template)).text.float().cpu()
+    size = session.backbone.image_size
+    row: dict[str, Any] = {"dataset": dataset, "images": len(base.train),
+                           "as_rendered": _zeroshot_on(session, base.train, text, build_transform(size, False), 0)}
+    for name, scale in TRAINING_VIEWS.items():
+        transform = build_transform(size, train=True, crop_scale=scale)
+        row[name] = sum(_zeroshot_on(session, base.train, text, transform, seed * 1000 + d)
+                        for d in range(draws)) / draws
+    return row
+
+
+def view_robustness_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per benchmark and a mean row: accuracies as rendered and under each training crop."""
+    table = pd.DataFrame(rows).set_index("dataset").rename(index=lambda n: DISPLAY_NAMES.get(n, n))
+    table.loc["mean"] = table.mean(numeric_only=True)
+    return table
 
 
 # ----------------------------------------------------------------------------------------------- the bars

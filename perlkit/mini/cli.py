@@ -72,6 +72,31 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _views(args: argparse.Namespace) -> int:
+    from perlkit.data import B2N_DATASETS
+    from perlkit.experiments.calibration import view_robustness, view_robustness_table
+    from perlkit.experiments.protocols import Session
+    from perlkit.mini.worlds import DEFAULT_WORLD
+    from perlkit.profiles import get_profile
+
+    overrides = {}
+    if args.world != DEFAULT_WORLD:
+        from perlkit.mini.build import build_mini_world
+        if not args.weights:
+            raise ValueError(f"--world {args.world} needs --weights, the mini-clip.pt pretrained on that world")
+        overrides["data_root"] = str(build_mini_world(None, world=args.world))
+    if args.weights:
+        overrides["pretrained"] = args.weights
+    session = Session(get_profile("mini", **overrides), progress=False)
+    rows = [view_robustness(session, name, seed=args.seed, draws=args.draws) for name in args.datasets or B2N_DATASETS]
+    if args.json:
+        print(json.dumps({"weights_sha256": session.backbone.weights_sha256(), "seed": args.seed,
+                          "draws": args.draws, "benchmarks": rows}, indent=1))
+        return 0
+    print(view_robustness_table(rows).round(1).to_string())
+    return 0
+
+
 def _attributes(args: argparse.Namespace) -> int:
     from perlkit.mini.attributes import diagnose, format_report
 
@@ -115,6 +140,16 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
     c.add_argument("--weights", default=None, help="a mini-clip.pt to calibrate instead of the shipped weights")
     c.set_defaults(func=_calibrate, handler=_calibrate)
+    v = sub.add_parser("views", help="zero-shot on the base training shots as rendered and under the training crops",
+                       description="A world-design diagnostic of the frozen model: how much zero-shot accuracy the "
+                                   "few-shot recipes' RandomResizedCrop and flip cost on the training shots.")
+    v.add_argument("--datasets", nargs="*", default=None, help="base-to-novel datasets (default: all 11)")
+    v.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
+    v.add_argument("--weights", default=None, help="a mini-clip.pt (default: the shipped weights)")
+    v.add_argument("--seed", type=int, default=SEED, help=f"few-shot sampling seed (default {SEED})")
+    v.add_argument("--draws", type=int, default=3, help="random draws of each training crop (default 3)")
+    v.add_argument("--json", action="store_true", help="print the rows as JSON")
+    v.set_defaults(func=_views, handler=_views)
     a = sub.add_parser("attributes", help="which attribute of a benchmark's classes a frozen mini CLIP misses",
                        description="Render base-class images with the world's current code, encode them with the "
                                    "weights, and print how often zero-shot and the nearest class mean share each "

@@ -3,6 +3,7 @@ pairs, captions, a tiny build the real readers read, and world 1 left exactly as
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import Counter
@@ -107,6 +108,8 @@ def test_cli_refuses_to_ship_world2_weights_or_calibrate_without_them(capsys: py
     assert "pretrain world 2 with --out DIR" in capsys.readouterr().err
     assert perlkit_main(["mini", "calibrate", "--world", "2"]) == 2
     assert "give --weights" in capsys.readouterr().err
+    assert perlkit_main(["mini", "views", "--world", "2"]) == 2
+    assert "give --weights" in capsys.readouterr().err
 
 
 def test_a_world2_build_made_by_other_code_is_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +136,7 @@ def test_world2_pretraining_views_reframe_the_same_pairs_and_world1_has_none(
     assert get_world("1").views is None and get_world("2").views == pretrain.VIEWS
     tok = get_mini_tokenizer()
     images, text = pretrain.make_batch(0, 3, 8, tok, world="2")
-    bare = get_world("2").__class__(**{**get_world("2").__dict__, "views": None})
+    bare = dataclasses.replace(get_world("2"), views=None)
     monkeypatch.setattr(pretrain, "get_world", lambda world: bare)
     plain_images, plain_text = pretrain.make_batch(0, 3, 8, tok, world="2")
     assert (text == plain_text).all()  # views are drawn after the pairs: same captions

@@ -122,6 +122,20 @@ def feature_cache_path(session: Session, dataset: str, root: str, items: Sequenc
 
 
 @torch.no_grad()
+@torch.no_grad()
+def _encode_images(
+    session: Session, items: Sequence[Datum], transform: Any, num_workers: int, desc: str, progress: bool
+) -> torch.Tensor:
+    """CLIP image embeddings (projected, not normalised, float32, CPU) of ``items`` seen through ``transform``."""
+    backbone = session.backbone
+    loader = make_loader(items, transform, session.profile.eval_batch_size, shuffle=False, num_workers=num_workers)
+    chunks = []
+    for images, _ in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        with autocast_context(backbone.device):
+            chunks.append(backbone.encode("vision", images.to(backbone.device)).float().cpu())
+    return torch.cat(chunks) if chunks else torch.zeros(0, backbone.embed_dim)
+
+
 def frozen_image_features(
     session: Session, dataset: str, root: str, items: Sequence[Datum], progress: bool = True
 ) -> torch.Tensor:
@@ -135,14 +149,8 @@ def frozen_image_features(
                 return payload["features"]
         except Exception:  # noqa: BLE001 - a truncated or foreign cache file is recomputed, not trusted
             pass
-    backbone = session.backbone
-    loader = make_loader(items, build_transform(backbone.image_size, train=False), session.profile.eval_batch_size,
-                         shuffle=False, num_workers=session.profile.num_workers)
-    chunks = []
-    for images, _ in tqdm(loader, desc=f"features {dataset}", disable=not progress, leave=False):
-        with autocast_context(backbone.device):
-            chunks.append(backbone.encode("vision", images.to(backbone.device)).float().cpu())
-    features = torch.cat(chunks) if chunks else torch.zeros(0, backbone.embed_dim)
+    features = _encode_images(session, items, build_transform(session.backbone.image_size, train=False),
+                              session.profile.num_workers, f"features {dataset}", progress)
     buffer = io.BytesIO()
     torch.save({"format": FEATURE_FORMAT, "dataset": dataset, "features": features}, buffer)
     try:
@@ -348,18 +356,13 @@ TRAINING_VIEWS: dict[str, tuple[float, float]] = {"unified_crop": UNIFIED_CROP_S
 VIEW_DRAWS = 3
 
 
-@torch.no_grad()
 def _zeroshot_on(session: Session, items: Sequence[Datum], text: torch.Tensor, transform: Any, draw_seed: int) -> float:
-    """Zero-shot top-1 of ``items`` seen through ``transform``, its random draws from a private torch stream."""
-    backbone = session.backbone
+    """Zero-shot top-1 of ``items`` seen through ``transform``, its random draws from a private torch stream (in
+    this process: no loader workers, whose streams would depend on their number)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(draw_seed)
-        loader = make_loader(items, transform, session.profile.eval_batch_size, shuffle=False, num_workers=0)
-        chunks = []
-        for images, _ in loader:
-            with autocast_context(backbone.device):
-                chunks.append(backbone.encode("vision", images.to(backbone.device)).float().cpu())
-    return _accuracy(F.normalize(torch.cat(chunks), dim=-1) @ text.t(), _labels(items))
+        features = _encode_images(session, items, transform, 0, "views", progress=False)
+    return _accuracy(F.normalize(features, dim=-1) @ text.t(), _labels(items))
 
 
 def view_robustness(

@@ -42,6 +42,23 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def world_overrides(command: str, world: str, weights: str | None, data_root: str | None = None) -> dict:
+    """Profile overrides of a mini command run on ``world``: a candidate world reads its own folder (built when
+    absent) and needs the weights pretrained on it; ``weights`` replace the shipped ones on any world."""
+    from perlkit.mini.worlds import DEFAULT_WORLD
+
+    overrides: dict = {"data_root": data_root}
+    if world != DEFAULT_WORLD:
+        from perlkit.mini.build import build_mini_world
+        if not weights:
+            raise ValueError(f"`perlkit mini {command} --world {world}` reads a candidate mini world: give --weights, "
+                             f"the mini-clip.pt that `perlkit mini pretrain --world {world}` wrote")
+        overrides["data_root"] = str(build_mini_world(Path(data_root) if data_root else None, world=world))
+    if weights:
+        overrides["pretrained"] = weights
+    return overrides
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from perlkit.data import B2N_DATASETS
     from perlkit.experiments.calibration import bars_table, calibrate, calibration_table
@@ -49,16 +66,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     from perlkit.mini.worlds import DEFAULT_WORLD
     from perlkit.profiles import get_profile
 
-    overrides = {"data_root": args.data_root}
-    if args.world != DEFAULT_WORLD:  # a candidate world: its own folder (built when absent), weights pretrained on it
-        from perlkit.mini.build import build_mini_world
-        if args.profile != "mini" or not args.weights:
-            raise ValueError(f"--world {args.world} calibrates a candidate mini world: give --weights, the "
-                             f"mini-clip.pt that `perlkit mini pretrain --world {args.world}` wrote")
-        overrides["data_root"] = str(build_mini_world(Path(args.data_root) if args.data_root else None,
-                                                      world=args.world))
-    if args.weights:
-        overrides["pretrained"] = args.weights
+    if args.world != DEFAULT_WORLD and args.profile != "mini":
+        raise ValueError(f"--world {args.world} calibrates a candidate mini world: use --profile mini")
+    overrides = world_overrides("calibrate", args.world, args.weights, args.data_root)
     session = Session(get_profile(args.profile, **overrides), progress=True)
     report = calibrate(session, datasets=args.datasets or B2N_DATASETS, seed=args.seed, template=args.template,
                        progress=True)
@@ -76,18 +86,9 @@ def _views(args: argparse.Namespace) -> int:
     from perlkit.data import B2N_DATASETS
     from perlkit.experiments.calibration import view_robustness, view_robustness_table
     from perlkit.experiments.protocols import Session
-    from perlkit.mini.worlds import DEFAULT_WORLD
     from perlkit.profiles import get_profile
 
-    overrides = {}
-    if args.world != DEFAULT_WORLD:
-        from perlkit.mini.build import build_mini_world
-        if not args.weights:
-            raise ValueError(f"--world {args.world} needs --weights, the mini-clip.pt pretrained on that world")
-        overrides["data_root"] = str(build_mini_world(None, world=args.world))
-    if args.weights:
-        overrides["pretrained"] = args.weights
-    session = Session(get_profile("mini", **overrides), progress=False)
+    session = Session(get_profile("mini", **world_overrides("views", args.world, args.weights)), progress=False)
     rows = [view_robustness(session, name, seed=args.seed, draws=args.draws) for name in args.datasets or B2N_DATASETS]
     if args.json:
         print(json.dumps({"weights_sha256": session.backbone.weights_sha256(), "seed": args.seed,
@@ -108,7 +109,7 @@ def _attributes(args: argparse.Namespace) -> int:
 
 def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `mini build`, `pretrain` and `calibrate` under the perlkit CLI; each handler returns an exit code."""
-    from perlkit.experiments.calibration import SEED
+    from perlkit.experiments.calibration import SEED, VIEW_DRAWS
     from perlkit.mini.worlds import DEFAULT_WORLD, WORLDS
     mini = subparsers.add_parser("mini", help="synthetic mini world and mini CLIP")
     world_help = f"world version (default {DEFAULT_WORLD}, the shipped one; 2 is the candidate of issue 13)"
@@ -147,7 +148,8 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     v.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
     v.add_argument("--weights", default=None, help="a mini-clip.pt (default: the shipped weights)")
     v.add_argument("--seed", type=int, default=SEED, help=f"few-shot sampling seed (default {SEED})")
-    v.add_argument("--draws", type=int, default=3, help="random draws of each training crop (default 3)")
+    v.add_argument("--draws", type=int, default=VIEW_DRAWS,
+                   help=f"random draws of each training crop (default {VIEW_DRAWS})")
     v.add_argument("--json", action="store_true", help="print the rows as JSON")
     v.set_defaults(func=_views, handler=_views)
     a = sub.add_parser("attributes", help="which attribute of a benchmark's classes a frozen mini CLIP misses",

@@ -127,21 +127,27 @@ def test_a_world2_build_made_by_other_code_is_not_reused(tmp_path: Path, monkeyp
     assert build.is_complete(root, 0, 1.0, "2")
 
 
-def test_world2_pretraining_views_reframe_the_same_pairs_and_world1_has_none(
+def test_world2_pretraining_views_reframe_the_same_pairs_from_their_phase_and_world1_has_none(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from perlkit.mini import pretrain
     from perlkit.mini.weights import get_mini_tokenizer
 
-    assert get_world("1").views is None and get_world("2").views == pretrain.VIEWS
+    world = get_world("2")
+    assert get_world("1").views is None and world.views == pretrain.VIEWS and world.views_from == pretrain.VIEWS_FROM
+    first_viewed = sum(ph["steps"] for ph in world.phases[:world.views_from])
+    assert first_viewed == 1900
     tok = get_mini_tokenizer()
-    images, text = pretrain.make_batch(0, 3, 8, tok, world="2")
-    bare = dataclasses.replace(get_world("2"), views=None)
-    monkeypatch.setattr(pretrain, "get_world", lambda world: bare)
-    plain_images, plain_text = pretrain.make_batch(0, 3, 8, tok, world="2")
-    assert (text == plain_text).all()  # views are drawn after the pairs: same captions
-    changed = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(images, plain_images, strict=True)]
-    assert 0 < sum(changed) < 8  # some images reframed, some left as rendered (p = 0.5 crop, 0.5 flip)
+    batches = {step: pretrain.make_batch(0, step, 8, tok, world="2") for step in (first_viewed - 1, first_viewed)}
+    monkeypatch.setattr(pretrain, "get_world", lambda version: dataclasses.replace(world, views=None))
+    plain = {step: pretrain.make_batch(0, step, 8, tok, world="2") for step in batches}
+    for step, (images, text) in batches.items():
+        assert (text == plain[step][1]).all()  # views are drawn after the pairs: same captions
+        changed = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(images, plain[step][0], strict=True)]
+        if step < first_viewed:
+            assert not any(changed)  # the phases before views_from are those of a world without views
+        else:
+            assert 0 < sum(changed) < 8  # some images reframed, some left as rendered (p = 0.5 crop, 0.5 flip)
 
 
 def test_pretrain_view_crops_within_scale_and_mirrors() -> None:

@@ -22,6 +22,8 @@ class World:
     phases: list[dict]
     #: random framings of pretraining images (``pretrain.pretrain_view``'s options), or None: images as rendered
     views: dict | None = None
+    #: the first phase (index into ``phases``) whose images get the views; earlier phases see them as rendered
+    views_from: int = 0
 
 
 def get_world(version: str = DEFAULT_WORLD) -> World:
@@ -35,5 +37,5 @@ def get_world(version: str = DEFAULT_WORLD) -> World:
     if version == "2":
         from perlkit.mini import pretrain, world2
 
-        return World("2", world2, world2.caption, world2.PHASES, pretrain.VIEWS)
+        return World("2", world2, world2.caption, world2.PHASES, pretrain.VIEWS, pretrain.VIEWS_FROM)
     raise ValueError(f"unknown mini world {version!r}; there are {', '.join(WORLDS)}")

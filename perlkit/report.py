@@ -22,7 +22,7 @@ from perlkit.backbone import FrozenCLIP
 from perlkit.data.registry import B2N_DATASETS, DG_TARGETS, SINGLE_TEMPLATE, XD_TARGETS
 from perlkit.engine import TrainConfig, protocol_crop_scale, protocol_template, recipe
 from perlkit.experiments import RunSpec, Session, ZeroshotComparison, ablation_order, ablation_specs, ablation_summary
-from perlkit.methods import Method, build_method, get_method_class
+from perlkit.methods import Method, build_method, get_method_class, list_methods
 from perlkit.methods.perl import PERL_VARIANTS, PERLConfig
 from perlkit.mini.weights import MINI_MODEL
 from perlkit.profiles import Profile, get_profile
@@ -219,8 +219,18 @@ def _smoke_status(path: Path) -> str:
 
     record = json.loads(path.read_text())
     runs = sum(len(by_dataset) for by_dataset in record.get("runs", {}).values())
-    outcome = "every one passed" if record.get("ok") else f"failed: {', '.join(record.get('failed') or ['?'])}"
-    return (f"; end-to-end smoke on {record.get('device_name')} (every method, {runs} runs with "
+    settings = record.get("settings", {})
+    planned = len(settings.get("methods", [])) * len(settings.get("datasets", []))
+    failed = record.get("failed") or []
+    if failed:
+        outcome = f"failed: {', '.join(failed)}"
+    elif record.get("complete", True):
+        outcome = "every one passed" if record.get("ok") else "failed: ?"
+    else:  # a run stopped from outside keeps what it measured (``"complete": false``)
+        outcome = f"stopped after {runs} of {planned} runs by its time limit, every finished run passed"
+    chosen = settings.get("methods", [])
+    methods = "every method" if set(list_methods()) <= set(chosen) else ", ".join(chosen)
+    return (f"; end-to-end smoke on {record.get('device_name')} ({methods}, {runs} runs with "
             f"{record.get('weights')} weights on synthetic data in the CoOp layout; {path.name}): {outcome}")
 
 

@@ -441,6 +441,26 @@ def test_execution_status_says_what_ran_on_which_profile(tmp_path: Path) -> None
     assert "every one passed" in report.execution_status(tmp_path / "results")  # the shipped record
 
 
+def test_a_smoke_stopped_by_its_time_limit_says_so_and_names_a_partial_method_set(tmp_path: Path) -> None:
+    """A record with ``"complete": false`` is neither "passed" nor "failed: ?"; a run of some methods names them."""
+    from perlkit.bench import BENCH_DIR
+
+    smoke = json.loads((Path(BENCH_DIR) / "paper-cuda-smoke.json").read_text())
+    (tmp_path / "results" / "mini").mkdir(parents=True)
+    (tmp_path / "bench").mkdir()
+    runs = {**smoke["runs"], "zeroshot": {k: v for k, v in smoke["runs"]["zeroshot"].items() if k != "imagenet"}}
+    stopped = {**smoke, "ok": False, "complete": False, "failed": [], "runs": runs}
+    (tmp_path / "bench" / "paper-cuda-smoke.json").write_text(json.dumps(stopped))
+    status = report.execution_status(tmp_path / "results", tmp_path / "bench")
+    assert status.endswith("(every method, 23 runs with random weights on synthetic data in the CoOp layout; "
+                           "paper-cuda-smoke.json): stopped after 23 of 24 runs by its time limit, every finished "
+                           "run passed.")
+    some = {**smoke, "settings": {**smoke["settings"], "methods": ["rmma", "zeroshot"]},
+            "runs": {m: smoke["runs"][m] for m in ("rmma", "zeroshot")}}
+    (tmp_path / "bench" / "paper-cuda-smoke.json").write_text(json.dumps(some))
+    assert "(rmma, zeroshot, 8 runs with random" in report.execution_status(tmp_path / "results", tmp_path / "bench")
+
+
 def test_component_cost_table_subtracts_each_variant_from_the_full_method() -> None:
     """A part's cost is the full step minus the step with that part switched off, at the largest batch timed."""
     from types import SimpleNamespace as NS

@@ -9,6 +9,7 @@ are the official configs each method cites in ``Method.recipe_sources``.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -768,18 +769,36 @@ def ablation_runs(session: Session, values: Mapping[str, Sequence[Any]], dataset
 PROVENANCE_TITLE = "Where these numbers come from"
 
 
+#: when this process imported the report module (a chapter's first cell): runs stored after it were trained by it
+PROCESS_STARTED = datetime.datetime.now(datetime.UTC)
+
+
+def _made_in_this_process(result: Mapping[str, Any]) -> bool:
+    """Whether a stored run was written after this process started (its provenance's UTC ``created`` stamp)."""
+    created = str(result.get("provenance", {}).get("created", ""))
+    try:
+        stamp = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=datetime.UTC)) >= PROCESS_STARTED.replace(
+        microsecond=0)
+
+
 def runs_provenance(results: Sequence[Mapping[str, Any]]) -> str:
-    """One sentence on where a set of stored runs comes from: how many were committed (``data/results``) and how many
-    trained on this machine, the newest perlkit commit and how many commits in all (never a list of them), the
-    devices, the dates and whether every run's code-and-weights fingerprint is recorded."""
+    """One sentence on where a set of stored runs comes from: how many were committed (``data/results``), how many
+    read from this machine's cache and how many trained in this execution, the newest perlkit commit and how many
+    commits in all (never a list of them), the devices, the dates and whether every run's code-and-weights
+    fingerprint is recorded."""
     from perlkit.experiments.store import SHIPPED_RESULTS
 
     if not results:
         return "no runs in this execution"
     shipped = sum(str(SHIPPED_RESULTS) in str(r.get("_path", "")) for r in results)
-    local = len(results) - shipped
+    now = sum(str(SHIPPED_RESULTS) not in str(r.get("_path", "")) and _made_in_this_process(r) for r in results)
+    local = len(results) - shipped - now
     where = [f"{shipped} committed in data/results" if shipped else "",
-             f"{local} from this machine's result cache" if local else ""]
+             f"{local} from this machine's result cache" if local else "",
+             f"{now} trained on this machine in this execution" if now else ""]
     parts = plots.provenance_parts(results)
     code = f"perlkit commit {parts['newest']}" + (
         f" (the newest of {parts['commits']})" if parts["commits"] > 1 else "")

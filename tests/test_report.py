@@ -8,6 +8,7 @@ fabricated CoOp tree with a result store in a temporary folder; nothing reads da
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -501,6 +502,22 @@ def test_runs_provenance_counts_commits_and_names_the_newest() -> None:
     assert one.startswith("1 run (1 committed in data/results)") and "(the newest" not in one
     assert one.endswith("2026-11-21; code-and-weights fingerprint current")
     assert report.runs_provenance([]) == "no runs in this execution"
+
+
+def test_runs_provenance_tells_runs_trained_in_this_execution_from_cached_ones() -> None:
+    """A run stored after this process started was trained by it ("trained ... in this execution"); an older one in
+    the user's cache was only read; a committed run is committed whatever its date."""
+    from perlkit.experiments.store import SHIPPED_RESULTS
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    cache = "/home/u/.cache/perlkit/results/mini"
+    runs = [_payload("a" * 40, now, f"{cache}/new.json"),
+            _payload("b" * 40, "2026-11-20T09:00:00Z", f"{cache}/old.json"),
+            _payload("c" * 40, now, str(SHIPPED_RESULTS / "mini" / "shipped.json"))]
+    assert report.runs_provenance(runs).startswith(
+        "3 runs (1 committed in data/results, 1 from this machine's result cache, 1 trained on this machine in this "
+        "execution)")
+    assert not report._made_in_this_process({"provenance": {"created": "not a date"}})
 
 
 def test_provenance_note_is_one_collapsed_block() -> None:

@@ -176,3 +176,34 @@ def test_view_robustness_as_rendered_is_the_frozen_zero_shot_of_the_training_sho
     assert shifted == pytest.approx(100.0 * float((labels == 0).float().mean()))  # all-zero text: argmax is class 0
     table = cal.view_robustness_table([row, again])
     assert list(table.index) == ["EuroSAT", "EuroSAT", "mean"]
+
+
+@pytest.mark.slow  # MMA's own recipe trains for several epochs: minutes even on tiny-clip
+def test_adaptation_compares_each_rivals_default_recipe_with_zero_shot(session: Session) -> None:
+    """The bar's numbers are the store's ordinary runs: zero-shot as in the calibration, each rival under
+    protocol "default"; a second call trains nothing."""
+    report = cal.adaptation(session, methods=["mma"], datasets=["eurosat"])
+    calibration = cal.calibrate(session, ["eurosat"], progress=False)["benchmarks"]["eurosat"]
+    assert report["zeroshot_base"]["eurosat"] == pytest.approx(calibration["zeroshot_base"], abs=1e-9)
+    mma = session.stored(RunSpec("b2n", "mma", "eurosat", profile="mini", protocol="default"))
+    assert mma is not None and mma["train"]["config"]["epochs"] > 1  # MMA's own recipe, not the one-epoch protocol
+    row = report["methods"]["mma"]
+    assert row["base"] == {"eurosat": mma["metrics"]["base"]}
+    assert row["mean_gain"] == pytest.approx(mma["metrics"]["base"] - calibration["zeroshot_base"])
+    assert row["pass"] == (row["mean_gain"] >= cal.ADAPTATION_BAR) and report["all_pass"] == row["pass"]
+    table = cal.adaptation_table(report)
+    assert list(table.index) == ["EuroSAT", "mean", "gain over zero-shot"]
+    assert table.loc["gain over zero-shot", "mma"] == pytest.approx(row["mean_gain"])
+    with pytest.raises(ValueError, match="leave it out"):
+        cal.adaptation(session, methods=["zeroshot"], datasets=["eurosat"])
+    with pytest.raises(ValueError, match="base-to-novel"):
+        cal.adaptation(session, methods=["mma"], datasets=["imagenet_a"])
+
+
+def test_adaptation_summary_passes_on_the_mean_gain_only() -> None:
+    zeroshot = {"a": 50.0, "b": 60.0}
+    summary = cal.adaptation_summary(zeroshot, {"up": {"a": 58.0, "b": 63.0}, "flat": {"a": 51.0, "b": 59.0}})
+    assert summary["methods"]["up"]["gain"] == {"a": 8.0, "b": 3.0}  # +3 on b, but the mean gain is +5.5
+    assert summary["methods"]["up"]["mean_gain"] == 5.5 and summary["methods"]["up"]["pass"]
+    assert summary["methods"]["flat"]["mean_gain"] == 0.0 and not summary["methods"]["flat"]["pass"]
+    assert not summary["all_pass"] and not cal.adaptation_summary(zeroshot, {})["all_pass"]

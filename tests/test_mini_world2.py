@@ -109,6 +109,7 @@ def test_cli_refuses_to_ship_world2_weights_or_calibrate_without_them(capsys: py
     assert perlkit_main(["mini", "calibrate", "--world", "2"]) == 2
     assert "give --weights" in capsys.readouterr().err
     assert perlkit_main(["mini", "views", "--world", "2"]) == 2
+    assert perlkit_main(["mini", "adaptation", "--world", "2"]) == 2
     assert "give --weights" in capsys.readouterr().err
 
 

@@ -4,6 +4,7 @@ pairs, captions, a tiny build the real readers read, and world 1 left exactly as
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from collections import Counter
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from perlkit.experiments.calibration import STEPS_FACTOR_BAR, base_class_count, perl_batch_size, real_steps_one_epoch
 from perlkit.mini import world2 as W2
@@ -128,21 +130,42 @@ def test_a_world2_build_made_by_other_code_is_not_reused(tmp_path: Path, monkeyp
     assert build.is_complete(root, 0, 1.0, "2")
 
 
-def test_world2_pretraining_views_reframe_the_same_pairs_from_their_phase_and_world1_has_none(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+#: sha256 (first 16 hex digits) of world 2's pretraining batches (images, tokens) at two steps of the last phase,
+#: computed with the code of run 5 (b1f7100), the candidate's weights
+RUN5_BATCHES = {1950: ("8c01b1e1268b459c", "e5dec2a62527eab0"), 2399: ("31e56882b4602a96", "1c78b6f598e6d1f0")}
+
+
+def _digests(images: torch.Tensor, text: torch.Tensor) -> tuple[str, str]:
+    return tuple(hashlib.sha256(t.numpy().tobytes()).hexdigest()[:16] for t in (images, text))
+
+
+def test_world2_pretrains_on_run5s_batches() -> None:
+    """World 2 has no pretraining views (runs 6 and 7 tried them): its batches are those that made run 5."""
     from perlkit.mini import pretrain
     from perlkit.mini.weights import get_mini_tokenizer
 
-    world = get_world("2")
-    assert get_world("1").views is None and world.views == pretrain.VIEWS and world.views_from == pretrain.VIEWS_FROM
-    first_viewed = sum(ph["steps"] for ph in world.phases[:world.views_from])
-    assert first_viewed == 1900
+    assert get_world("1").views is None and get_world("2").views is None
     tok = get_mini_tokenizer()
-    batches = {step: pretrain.make_batch(0, step, 8, tok, world="2") for step in (first_viewed - 1, first_viewed)}
-    monkeypatch.setattr(pretrain, "get_world", lambda version: dataclasses.replace(world, views=None))
-    plain = {step: pretrain.make_batch(0, step, 8, tok, world="2") for step in batches}
-    for step, (images, text) in batches.items():
+    for step, digests in RUN5_BATCHES.items():
+        assert _digests(*pretrain.make_batch(0, step, 128, tok, world="2")) == digests
+
+
+def test_pretraining_views_reframe_the_same_pairs_from_their_phase(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A world with views (as runs 6 and 7 were made) keeps the pairs and the batches of the phases before
+    ``views_from``, and reframes some images from that phase on."""
+    from perlkit.mini import pretrain
+    from perlkit.mini.weights import get_mini_tokenizer
+
+    plain_world = get_world("2")
+    views = {"crop_p": 0.5, "crop_scale": (0.15, 1.0), "flip_p": 0.5}
+    viewed_world = dataclasses.replace(plain_world, views=views, views_from=2)
+    first_viewed = sum(ph["steps"] for ph in plain_world.phases[:2])
+    tok = get_mini_tokenizer()
+    steps = (first_viewed - 1, first_viewed)
+    plain = {step: pretrain.make_batch(0, step, 8, tok, world="2") for step in steps}
+    monkeypatch.setattr(pretrain, "get_world", lambda version: viewed_world)
+    for step in steps:
+        images, text = pretrain.make_batch(0, step, 8, tok, world="2")
         assert (text == plain[step][1]).all()  # views are drawn after the pairs: same captions
         changed = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(images, plain[step][0], strict=True)]
         if step < first_viewed:

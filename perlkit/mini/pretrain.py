@@ -45,17 +45,6 @@ PHASES = [
     {"steps": 250, "lr": 3e-4, "warmup_frac": 0.04, "domain_weights": DOMAIN_WEIGHTS_3,
      "object_modes": OBJECT_MODES_3},
 ]
-# world 2's pretraining views: web photos frame the same thing at many scales and both ways round, which is what
-# makes real CLIP's features survive the few-shot recipes' RandomResizedCrop and flip. Rendered images are always
-# centred and whole, so without these views the mini CLIP's zero-shot on Caltech101's training shots fell from 80.0
-# (as rendered) to 50.8 under the unified crop (0.5, 1) and 35.9 under Dassl's (0.08, 1) (run 5, seed 1,
-# `perlkit mini views`).
-# Half the images are reframed (crops down to 15% of the area) so that the whole, centred view stays common.
-VIEWS = {"crop_p": 0.5, "crop_scale": (0.15, 1.0), "flip_p": 0.5}
-# ... but only in the last phase: with views from the first step (run 6) the mini CLIP read the crops (Caltech101's
-# training shots under Dassl's crop 45.5 vs 35.9) at the price of whole-image zero-shot everywhere (quick mean 29.6
-# vs 37.9 in the same 2,400 steps). The earlier phases stay exactly run 5's, so whole images are learnt first.
-VIEWS_FROM = 2
 GENERIC = ["a photo.", "an image.", "a picture of something.", "my photo", "untitled"]
 
 DEFAULT_STEPS = sum(ph["steps"] for ph in PHASES)

@@ -519,7 +519,8 @@ def adaptation(session: Session, methods: Sequence[str] | None = None, datasets:
 
 
 def adaptation_table(report: dict[str, Any]) -> pd.DataFrame:
-    """Base accuracy per benchmark (rows) for zero-shot and each method, then each method's mean gain and verdict."""
+    """Base accuracy per benchmark (rows) for zero-shot and each method (columns), then their means and each
+    method's mean gain over zero-shot (the bar's number)."""
     frame = pd.DataFrame({"zero-shot": report["zeroshot_base"],
                           **{m: r["base"] for m, r in report["methods"].items()}})
     frame.index = [DISPLAY_NAMES.get(d, d) for d in frame.index]

@@ -178,7 +178,6 @@ def test_view_robustness_as_rendered_is_the_frozen_zero_shot_of_the_training_sho
     assert list(table.index) == ["EuroSAT", "EuroSAT", "mean"]
 
 
-@pytest.mark.slow  # MMA's own recipe trains for several epochs: minutes even on tiny-clip
 def test_adaptation_compares_each_rivals_default_recipe_with_zero_shot(session: Session) -> None:
     """The bar's numbers are the store's ordinary runs: zero-shot as in the calibration, each rival under
     protocol "default"; a second call trains nothing."""

@@ -122,7 +122,6 @@ def feature_cache_path(session: Session, dataset: str, root: str, items: Sequenc
 
 
 @torch.no_grad()
-@torch.no_grad()
 def _encode_images(
     session: Session, items: Sequence[Datum], transform: Any, num_workers: int, desc: str, progress: bool
 ) -> torch.Tensor:
@@ -443,17 +442,23 @@ def calibration_summary(rows: Sequence[Calibration]) -> dict[str, Any]:
     return bars
 
 
+def _b2n_names(datasets: Sequence[str], needed_by: str) -> list[str]:
+    """Canonical names of ``datasets``, or an error naming those that are not base-to-novel benchmarks."""
+    names = [canonical_name(d) for d in datasets]
+    unknown = [d for d in names if d not in B2N_DATASETS]
+    if unknown:
+        raise ValueError(f"{needed_by} needs base-to-novel datasets (with training images), not {', '.join(unknown)}; "
+                         f"use any of {', '.join(B2N_DATASETS)}")
+    return names
+
+
 def calibrate(
     session: Session | None = None, datasets: Sequence[str] = B2N_DATASETS, shots: int = SHOTS, seed: int = SEED,
     template: str = "coop", progress: bool = True,
 ) -> dict[str, Any]:
     """The whole calibration report: per benchmark rows and the bars (JSON-ready)."""
 
-    names = [canonical_name(d) for d in datasets]
-    unknown = [d for d in names if d not in B2N_DATASETS]
-    if unknown:
-        raise ValueError(f"calibration needs base-to-novel datasets (with training images), not {', '.join(unknown)}; "
-                         f"use any of {', '.join(B2N_DATASETS)}")
+    names = _b2n_names(datasets, "calibration")
     session = session or Session("mini", progress=progress)
     rows = [calibrate_dataset(session, name, shots, seed, template, progress)
             for name in tqdm(names, desc="calibrate", disable=not progress)]
@@ -499,11 +504,7 @@ def adaptation(session: Session, methods: Sequence[str] | None = None, datasets:
     from perlkit.experiments.protocols import b2n_specs
     from perlkit.experiments.sweeps import rival_methods
 
-    names = [canonical_name(d) for d in datasets]
-    unknown = [d for d in names if d not in B2N_DATASETS]
-    if unknown:
-        raise ValueError(f"the adaptation bar needs base-to-novel datasets, not {', '.join(unknown)}; use any of "
-                         f"{', '.join(B2N_DATASETS)}")
+    names = _b2n_names(datasets, "the adaptation bar")
     methods = list(methods) if methods else rival_methods()
     if "zeroshot" in methods:
         raise ValueError("zero-shot CLIP is what the methods are compared with; leave it out of --methods")

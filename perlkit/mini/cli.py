@@ -101,11 +101,10 @@ def _views(args: argparse.Namespace) -> int:
 def _adaptation(args: argparse.Namespace) -> int:
     from perlkit.data import B2N_DATASETS
     from perlkit.experiments.calibration import ADAPTATION_BAR, adaptation, adaptation_table
-    from perlkit.experiments.protocols import Session
+    from perlkit.experiments.sweeps import open_store_session
     from perlkit.profiles import get_profile
 
-    session = Session(get_profile("mini", **world_overrides("adaptation", args.world, args.weights)), progress=True)
-    _ = session.backbone  # loaded before the first run, so that its random draws never shift a run's seed
+    session = open_store_session(get_profile("mini", **world_overrides("adaptation", args.world, args.weights)))
     report = adaptation(session, methods=args.methods, datasets=args.datasets or B2N_DATASETS, seed=args.seed)
     if args.json:
         print(json.dumps(report, indent=1))

@@ -157,7 +157,8 @@ def test_view_robustness_as_rendered_is_the_frozen_zero_shot_of_the_training_sho
     from perlkit.data import build_transform, sample_fewshot, subsample_classes
 
     row = cal.view_robustness(session, "eurosat", draws=2)
-    assert set(row) == {"dataset", "images", "as_rendered", *cal.TRAINING_VIEWS}
+    assert set(row) == {"dataset", "images", "as_rendered", *cal.TRAINING_VIEWS, "zeroshot_base", "probe_base",
+                        *(f"probe_{name}" for name in cal.TRAINING_VIEWS)}
     base = subsample_classes(sample_fewshot(session.dataset("eurosat"), cal.SHOTS, cal.SEED), "base")
     assert row["images"] == len(base.train)
     # as rendered: the calibration's own zero-shot on frozen features, here of the training shots
@@ -176,6 +177,22 @@ def test_view_robustness_as_rendered_is_the_frozen_zero_shot_of_the_training_sho
     assert shifted == pytest.approx(100.0 * float((labels == 0).float().mean()))  # all-zero text: argmax is class 0
     table = cal.view_robustness_table([row, again])
     assert list(table.index) == ["EuroSAT", "EuroSAT", "mean"]
+    calibration = cal.calibrate_dataset(session, "eurosat", progress=False)
+    assert (row["zeroshot_base"], row["probe_base"]) == (calibration.zeroshot_base, calibration.probe_base)
+
+
+def test_view_probe_is_the_calibration_probe_fitted_on_the_views(session: Session, monkeypatch) -> None:
+    """Views that equal the shots as rendered (any number of draws) give the calibration's own probe: the view
+    probe repeats each shot's label once a draw and is tested on the same base test images."""
+    from perlkit.data import build_transform
+
+    size = session.backbone.image_size
+    monkeypatch.setattr(cal, "_view_features", lambda s, items, transform, draw_seed: cal._encode_images(
+        s, items, build_transform(size, train=False), 0, "views", progress=False))
+    row = cal.view_robustness(session, "eurosat", draws=3)
+    for name in cal.TRAINING_VIEWS:
+        assert row[name] == pytest.approx(row["as_rendered"], abs=1e-9)
+        assert row[f"probe_{name}"] == pytest.approx(row["probe_base"], abs=1e-6)
 
 
 def test_adaptation_compares_each_rivals_default_recipe_with_zero_shot(session: Session) -> None:

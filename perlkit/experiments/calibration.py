@@ -18,8 +18,9 @@ Only the frozen model is measured here, never a method: the world is calibrated 
 
 ``view_robustness`` measures one more frozen-model property the recipes rely on: zero-shot accuracy on the base
 training shots as rendered and under the training augmentations (MMRL's and the unified protocol's crop (0.5, 1),
-Dassl's default (0.08, 1), each with a flip). Web-trained CLIP reads crops of a photo; a mini CLIP that cannot trains
-every method on views it does not understand.
+Dassl's default (0.08, 1), each with a flip), and the linear probe fitted on those views: the headroom left to a
+method that trains on them. Web-trained CLIP reads crops of a photo; a mini CLIP that cannot trains every method on
+views it does not understand.
 
 Frozen image embeddings are deterministic, so they are cached under the user cache (``calibration/``), keyed by the
 weights' sha256, the transform and the images (path, size, mtime).
@@ -355,12 +356,17 @@ TRAINING_VIEWS: dict[str, tuple[float, float]] = {"unified_crop": UNIFIED_CROP_S
 VIEW_DRAWS = 3
 
 
-def _zeroshot_on(session: Session, items: Sequence[Datum], text: torch.Tensor, transform: Any, draw_seed: int) -> float:
-    """Zero-shot top-1 of ``items`` seen through ``transform``, its random draws from a private torch stream (in
-    this process: no loader workers, whose streams would depend on their number)."""
+def _view_features(session: Session, items: Sequence[Datum], transform: Any, draw_seed: int) -> torch.Tensor:
+    """Embeddings of ``items`` seen through ``transform``, its random draws from a private torch stream (in this
+    process: no loader workers, whose streams would depend on their number)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(draw_seed)
-        features = _encode_images(session, items, transform, 0, "views", progress=False)
+        return _encode_images(session, items, transform, 0, "views", progress=False)
+
+
+def _zeroshot_on(session: Session, items: Sequence[Datum], text: torch.Tensor, transform: Any, draw_seed: int) -> float:
+    """Zero-shot top-1 of ``items`` seen through ``transform`` (one draw of its randomness)."""
+    features = _view_features(session, items, transform, draw_seed)
     return _accuracy(F.normalize(features, dim=-1) @ text.t(), _labels(items))
 
 
@@ -368,11 +374,15 @@ def view_robustness(
     session: Session, dataset: str, shots: int = SHOTS, seed: int = SEED, draws: int = VIEW_DRAWS,
     template: str = "coop",
 ) -> dict[str, Any]:
-    """Zero-shot accuracy (%) of the frozen model on a benchmark's base training shots as rendered (evaluation
-    transform) and under each training crop with its flip (``TRAINING_VIEWS``, mean over ``draws`` draws).
+    """What the frozen model can do with the views the recipes train on, per training crop (``TRAINING_VIEWS``,
+    each with its flip, ``draws`` draws):
 
-    Only training shots and the frozen model are used: it says whether the views the recipes train on still show
-    their class, not how any method does."""
+    * its zero-shot accuracy (%) on the base training shots as rendered and under the crop (mean over the draws):
+      do the views still show their class?
+    * ``probe_<crop>``: the calibration's linear probe fitted on the ``draws`` cropped views of every shot (weight
+      decay chosen on the validation shots as rendered) and tested on the base test images, beside ``zeroshot_base``
+      and ``probe_base`` (the probe on the shots as rendered): the headroom left to a method that trains on these
+      views. A probe, not a method: the world is still calibrated on the frozen model alone."""
     full = session.dataset(dataset)
     base = subsample_classes(sample_fewshot(full, shots, seed), "base")
     zeroshot = build_method("zeroshot", session.backbone)
@@ -380,10 +390,22 @@ def view_robustness(
     size = session.backbone.image_size
     row: dict[str, Any] = {"dataset": dataset, "images": len(base.train),
                            "as_rendered": _zeroshot_on(session, base.train, text, build_transform(size, False), 0)}
-    for name, scale in TRAINING_VIEWS.items():
-        transform = build_transform(size, train=True, crop_scale=scale)
-        row[name] = sum(_zeroshot_on(session, base.train, text, transform, seed * 1000 + d)
-                        for d in range(draws)) / draws
+    crops = {name: [_view_features(session, base.train, build_transform(size, train=True, crop_scale=scale),
+                                   seed * 1000 + d) for d in range(draws)]
+             for name, scale in TRAINING_VIEWS.items()}
+    labels = _labels(base.train)
+    for name, views in crops.items():
+        row[name] = sum(_accuracy(F.normalize(v, dim=-1) @ text.t(), labels) for v in views) / draws
+    calibration = calibrate_dataset(session, dataset, shots, seed, template, progress=False)
+    row["zeroshot_base"], row["probe_base"] = calibration.zeroshot_base, calibration.probe_base
+    root = str(session.data_root)
+    val_x = frozen_image_features(session, dataset, root, base.val, progress=False) if base.val else \
+        torch.zeros(0, session.backbone.embed_dim)
+    test_x = frozen_image_features(session, dataset, root, base.test, progress=False)
+    for name, views in crops.items():
+        probe = fit_linear_probe(torch.cat(views), labels.repeat(draws), val_x, _labels(base.val),
+                                 len(base.classnames))
+        row[f"probe_{name}"] = probe.accuracy(test_x, _labels(base.test))
     return row
 
 

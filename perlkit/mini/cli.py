@@ -159,9 +159,11 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
     c.add_argument("--weights", default=None, help="a mini-clip.pt to calibrate instead of the shipped weights")
     c.set_defaults(func=_calibrate, handler=_calibrate)
-    v = sub.add_parser("views", help="zero-shot on the base training shots as rendered and under the training crops",
+    v = sub.add_parser("views", help="zero-shot and the linear probe under the recipes' training crops",
                        description="A world-design diagnostic of the frozen model: how much zero-shot accuracy the "
-                                   "few-shot recipes' RandomResizedCrop and flip cost on the training shots.")
+                                   "few-shot recipes' RandomResizedCrop and flip cost on the training shots, and "
+                                   "what the linear probe reaches on base test images when fitted on those views "
+                                   "(the headroom left to a method that trains on them).")
     v.add_argument("--datasets", nargs="*", default=None, help="base-to-novel datasets (default: all 11)")
     v.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
     v.add_argument("--weights", default=None, help="a mini-clip.pt (default: the shipped weights)")

@@ -77,3 +77,15 @@ def test_a_second_pretraining_reproduced_the_weights_byte_for_byte(path: Path):
     assert again["weights_sha256"] == first["weights_sha256"] == recorded
     for key in ("loss_curve", "intermediate_evals", "zeroshot_test_top1", "recipe", "world_version"):
         assert again[key] == first[key], key
+
+
+@pytest.mark.parametrize("path", sorted(CANDIDATES.glob("*/views.json")), ids=lambda p: p.parent.name)
+def test_views_are_of_the_same_weights_and_shots_as_the_calibration(path: Path):
+    """``perlkit mini views --json`` of a candidate: the calibration's weights and few-shot seed, and its zero-shot
+    and probe columns are the calibration's own (the crop probes sit beside them)."""
+    views, calibration = (json.loads(p.read_text()) for p in (path, path.parent / "calibration.json"))
+    assert views["weights_sha256"] == calibration["weights_sha256"] and views["seed"] == calibration["seed"]
+    for row in views["benchmarks"]:
+        first = calibration["benchmarks"][row["dataset"]]
+        assert (row["zeroshot_base"], row["probe_base"]) == (first["zeroshot_base"], first["probe_base"])
+        assert {"probe_unified_crop", "probe_dassl_crop"} <= set(row)

@@ -382,7 +382,8 @@ def view_robustness(
     * ``probe_<crop>``: the calibration's linear probe fitted on the ``draws`` cropped views of every shot (weight
       decay chosen on the validation shots as rendered) and tested on the base test images, beside ``zeroshot_base``
       and ``probe_base`` (the probe on the shots as rendered): the headroom left to a method that trains on these
-      views. A probe, not a method: the world is still calibrated on the frozen model alone."""
+      views. A probe, not a method: the world is still calibrated on the frozen model alone. (ImageNet has no
+      validation shots: its decay is chosen on held-out views whose shots' other draws stay in the fit.)"""
     full = session.dataset(dataset)
     base = subsample_classes(sample_fewshot(full, shots, seed), "base")
     zeroshot = build_method("zeroshot", session.backbone)

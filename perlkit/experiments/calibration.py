@@ -305,7 +305,7 @@ def calibrate_dataset(
             return _with_real(Calibration(**json.loads(row_path.read_text())), shots)
         except (OSError, ValueError, TypeError):  # unreadable or foreign: recomputed
             pass
-    row = _calibrate(session, dataset, full, few, base, items, root, template, progress)
+    row = _calibrate(session, dataset, full, few, base, root, template, progress)
     try:
         files.atomic_write_json(row_path, row.to_dict())
     except OSError:  # an unwritable cache only costs time
@@ -323,11 +323,13 @@ def _with_real(row: Calibration, shots: int) -> Calibration:
     )
 
 
-def _calibrate(
-    session: Session, dataset: str, full: DatasetSplits, few: DatasetSplits, base: DatasetSplits,
-    items: list[Datum], root: str, template: str, progress: bool,
-) -> Calibration:
-    features = frozen_image_features(session, dataset, root, items, progress)
+def _base_features(
+    session: Session, dataset: str, full: DatasetSplits, few: DatasetSplits, base: DatasetSplits, root: str,
+    progress: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frozen embeddings of all test images, the base training and validation shots, and the base test images:
+    one cached encoding of ``[*full.test, *base.train, *base.val]`` (the items ``calibrate_dataset`` keys on)."""
+    features = frozen_image_features(session, dataset, root, [*full.test, *base.train, *base.val], progress)
     n_test, n_train = len(full.test), len(base.train)
     test_all = features[:n_test]
     train_x, val_x = features[n_test:n_test + n_train], features[n_test + n_train:]
@@ -336,6 +338,15 @@ def _calibrate(
     test_base = test_all[torch.tensor([d.label in base_labels for d in full.test], dtype=torch.bool)]
     if len(test_base) != len(base.test):
         raise AssertionError(f"{dataset}: {len(test_base)} base test rows selected, {len(base.test)} expected")
+    return test_all, train_x, val_x, test_base
+
+
+def _calibrate(
+    session: Session, dataset: str, full: DatasetSplits, few: DatasetSplits, base: DatasetSplits, root: str,
+    template: str, progress: bool,
+) -> Calibration:
+    test_all, train_x, val_x, test_base = _base_features(session, dataset, full, few, base, root, progress)
+    n_train = len(base.train)
     zeroshot_all = _zeroshot_accuracy(session, full, test_all, template)
     zeroshot_base = _zeroshot_accuracy(session, base, test_base, template)
     probe = fit_linear_probe(train_x, _labels(base.train), val_x, _labels(base.val), len(base.classnames))
@@ -385,7 +396,8 @@ def view_robustness(
       views. A probe, not a method: the world is still calibrated on the frozen model alone. (ImageNet has no
       validation shots: its decay is chosen on held-out views whose shots' other draws stay in the fit.)"""
     full = session.dataset(dataset)
-    base = subsample_classes(sample_fewshot(full, shots, seed), "base")
+    few = sample_fewshot(full, shots, seed)
+    base = subsample_classes(few, "base")
     zeroshot = build_method("zeroshot", session.backbone)
     text = zeroshot.classifier(session.classes(zeroshot, base, template)).text.float().cpu()
     size = session.backbone.image_size
@@ -399,10 +411,7 @@ def view_robustness(
         row[name] = sum(_accuracy(F.normalize(v, dim=-1) @ text.t(), labels) for v in views) / draws
     calibration = calibrate_dataset(session, dataset, shots, seed, template, progress=False)
     row["zeroshot_base"], row["probe_base"] = calibration.zeroshot_base, calibration.probe_base
-    root = str(session.data_root)
-    val_x = frozen_image_features(session, dataset, root, base.val, progress=False) if base.val else \
-        torch.zeros(0, session.backbone.embed_dim)
-    test_x = frozen_image_features(session, dataset, root, base.test, progress=False)
+    _, _, val_x, test_x = _base_features(session, dataset, full, few, base, str(session.data_root), progress=False)
     for name, views in crops.items():
         probe = fit_linear_probe(torch.cat(views), labels.repeat(draws), val_x, _labels(base.val),
                                  len(base.classnames))

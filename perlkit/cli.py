@@ -42,7 +42,8 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     from perlkit.experiments import Session
     from perlkit.profiles import get_profile
 
-    profile = get_profile(args.profile, data_root=args.data_root, pretrained=args.pretrained, model=args.model)
+    profile = get_profile(args.profile, data_root=args.data_root, pretrained=args.pretrained, model=args.model,
+                          world=args.world)
     session = Session(profile, progress=not args.json, skip_corrupt=args.skip_corrupt)
     rows = session.zeroshot_benchmarks(args.datasets or DATASET_NAMES, template=args.template)
     if args.json:
@@ -65,7 +66,8 @@ def cmd_results(args: argparse.Namespace) -> int:
     from perlkit.profiles import get_profile
 
     out = output_root(args.out, args.ship, SHIPPED_RESULTS)
-    profile = get_profile(args.profile, data_root=args.data_root, pretrained=args.pretrained, model=args.model)
+    profile = get_profile(args.profile, data_root=args.data_root, pretrained=args.pretrained, model=args.model,
+                          world=args.world)
     if args.status:
         status = sweeps.sweep_status(profile, tuple(args.seeds), args.parts, out)
         print(f"{'part':<16}" + "".join(f"{state:>9}" for state in sweeps.RUN_STATES))
@@ -125,6 +127,8 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from perlkit.mini.worlds import DEFAULT_WORLD, WORLDS
+
     parser = argparse.ArgumentParser(prog="perlkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"perlkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -143,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--data-root", default=None)
     z.add_argument("--model", default=None)
     z.add_argument("--pretrained", default=None, help="open_clip tag, local weights file, or 'random'")
+    z.add_argument("--world", default=None, choices=WORLDS,
+                   help=f"mini world version (default {DEFAULT_WORLD}); another world's results have their own store")
     z.add_argument("--template", default="coop", choices=["coop", "single"])
     z.add_argument("--datasets", nargs="+", default=None, metavar="NAME", help="subset of the 15 benchmarks")
     z.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images with a warning")
@@ -151,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("results", help="run or resume the full sweep behind the book (make results)")
     r.add_argument("--profile", default="mini", choices=["mini", "paper"])
+    r.add_argument("--world", default=None, choices=WORLDS,
+                   help=f"mini world version (default {DEFAULT_WORLD}); another world's results have their own store")
     r.add_argument("--seeds", type=int, nargs="+", default=[1])
     r.add_argument("--data-root", default=None, help="the profile's data root (paper: default $PERLKIT_DATA)")
     r.add_argument("--model", default=None, help="open_clip model (e.g. ViT-B-16-quickgelu for OpenAI's own file)")

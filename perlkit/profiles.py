@@ -37,6 +37,9 @@ class Profile:
     num_workers: int
     label: str
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    #: the mini world version (``perlkit.mini.worlds``) whose folder and shipped weights a mini profile uses; None
+    #: for the paper profile
+    world: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for result provenance."""
@@ -44,18 +47,20 @@ class Profile:
 
     @property
     def store_name(self) -> str:
-        """The result-store folder of this profile: its name, or name + model + a digest when the weights (or, for
+        """The result-store folder of this profile: its name (``mini-world2`` for the mini profile on a world other
+        than the default one, with that world's shipped weights), or name + model + a digest when the weights (or, for
         mini, the data) are not the profile's own, so runs on other weights never mix with these.
 
         The paper profile's data root is not part of it: it differs per machine but holds the same benchmarks, so a
         sweep run once (``perlkit results --profile paper``) is what every chapter then reads.
         """
-        default = get_profile(self.name)
+        default = get_profile(self.name, world=self.world)
         same_weights = (self.model, self.pretrained) == (default.model, default.pretrained)
         same_data = self.name == "paper" or self.data_root == default.data_root
         if same_weights and same_data:
-            return self.name
-        identity = json.dumps([self.model, self.pretrained, None if self.name == "paper" else self.data_root])
+            return self.name if self.world == get_profile(self.name).world else f"{self.name}-world{self.world}"
+        identity = json.dumps([self.model, self.pretrained, None if self.name == "paper" else self.data_root,
+                               *([] if self.world == get_profile(self.name).world else [self.world])])
         slug = re.sub(r"[^A-Za-z0-9.]+", "-", self.model).strip("-")
         return f"{self.name}-{slug}-{hashlib.sha1(identity.encode()).hexdigest()[:8]}"
 
@@ -65,7 +70,7 @@ class Profile:
         if self.name == "mini" and self.data_root is None:
             from perlkit.mini.build import world_fingerprint
 
-            return world_fingerprint()
+            return world_fingerprint(self.world)
         return ""
 
     def backbone(self) -> FrozenCLIP:
@@ -74,7 +79,7 @@ class Profile:
         if self.name == "mini" and self.sha256 is not None:
             from perlkit.mini.weights import verify_mini_weights
 
-            verify_mini_weights(self.pretrained)  # hashes the file once and says how to restore it
+            verify_mini_weights(self.pretrained, self.world)  # hashes the file once and says how to restore it
             return create_backbone(self.model, self.pretrained, device=self.device)
         return create_backbone(self.model, self.pretrained, sha256=self.sha256, device=self.device)
 
@@ -83,7 +88,7 @@ class Profile:
         if self.name == "mini" and self.data_root is None:
             from perlkit.mini import ensure_mini_world
 
-            return Path(ensure_mini_world())
+            return Path(ensure_mini_world(world=self.world))
         from perlkit.data import resolve_data_root
 
         return resolve_data_root(self.data_root)
@@ -95,17 +100,23 @@ def default_device() -> str:
 
 
 def get_profile(name: str = "mini", **overrides: Any) -> Profile:
-    """A named profile with optional overrides (``data_root``, ``pretrained``, ``model``, ``device``, ...)."""
+    """A named profile with optional overrides (``data_root``, ``pretrained``, ``model``, ``device``, ``world``,
+    ...). A mini ``world`` other than the default brings its own shipped weights and world folder."""
     if name not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
+    world = overrides.pop("world", None)
+    if world is not None and name != "mini":
+        raise ValueError(f"world {world!r} is a mini world version; the {name} profile reads the real benchmarks")
     if name == "mini":
         from perlkit.mini.weights import MINI_MODEL, expected_sha256, mini_weights_path
+        from perlkit.mini.worlds import DEFAULT_WORLD, get_world
 
+        world = get_world(DEFAULT_WORLD if world is None else world).version  # an unknown version lists the others
         profile = Profile(
             name="mini",
             model=MINI_MODEL,
-            pretrained=str(mini_weights_path()),
-            sha256=expected_sha256(),
+            pretrained=str(mini_weights_path(world)),
+            sha256=expected_sha256(world),
             data_root=None,
             device="cpu",
             eval_batch_size=256,
@@ -114,6 +125,7 @@ def get_profile(name: str = "mini", **overrides: Any) -> Profile:
             # the mini model's matrices are tiny: a second OpenMP thread buys little and, on a shared 2-core
             # machine, spin-waiting threads made each step up to 30x slower (measured)
             threads=1,
+            world=world,
         )
     else:
         profile = Profile(

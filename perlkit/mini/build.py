@@ -344,6 +344,6 @@ def _render_into(tmp: Path, seed: int, scale: float, progress: bool, workers: in
     (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
 
 
-def ensure_mini_world(root: Path | None = None) -> Path:
+def ensure_mini_world(root: Path | None = None, world: str = DEFAULT_WORLD) -> Path:
     """Return the default-seed mini world at root, building it first if it is absent or incomplete."""
-    return build_mini_world(root, seed=0, progress=True)
+    return build_mini_world(root, seed=0, progress=True, world=world)

@@ -1,6 +1,7 @@
-"""The mini worlds perlkit can build, by version: world 1 (shipped, behind every result) and world 2 (the candidate
-of issue 13). A world is its module (vocabularies, renderers, benchmarks), its caption generator and its
-pretraining schedule; ``build``, ``pretrain`` and ``calibrate`` take ``--world``."""
+"""The mini worlds perlkit can build, by version: world 1 (the default, behind the book's results) and world 2 (issue
+13's world with few-shot headroom, calibrated run 5, whose results are being built in their own store). A world is
+its module (vocabularies, renderers, benchmarks), its caption generator, its pretraining schedule and the folder of
+its shipped mini CLIP weights; ``build``, ``pretrain``, ``calibrate`` and ``results`` take ``--world``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ class World:
     views: dict | None = None
     #: the first phase (index into ``phases``) whose images get the views; earlier phases see them as rendered
     views_from: int = 0
+    #: the package folder of the world's shipped mini CLIP (mini-clip.pt, its .sha256 and pretraining log)
+    weights_dir: tuple[str, ...] = ("assets", "mini")
+    #: about how long `perlkit mini pretrain` takes for it on 2 CPU cores (the restore advice quotes it)
+    pretrain_minutes: int = 43
 
 
 def get_world(version: str = DEFAULT_WORLD) -> World:
@@ -39,5 +44,5 @@ def get_world(version: str = DEFAULT_WORLD) -> World:
 
         # no views: reframing pretraining images (runs 6 and 7, data/candidates/README.md) taught the mini CLIP to
         # read crops but cost whole-image zero-shot on every benchmark, so world 2 stays run 5's design
-        return World("2", world2, world2.caption, world2.PHASES)
+        return World("2", world2, world2.caption, world2.PHASES, weights_dir=("assets", "mini-2"), pretrain_minutes=88)
     raise ValueError(f"unknown mini world {version!r}; there are {', '.join(WORLDS)}")

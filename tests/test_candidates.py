@@ -9,7 +9,7 @@ import pytest
 
 from perlkit.backbone import create_backbone
 from perlkit.files import sha256_file
-from perlkit.mini.weights import MINI_MODEL
+from perlkit.mini.weights import MINI_MODEL, mini_weights_path
 
 CANDIDATES = Path(__file__).resolve().parents[1] / "data" / "candidates"
 ROW = re.compile(r"^\| (world\d+-run\d+) \| (\w+) \| ([\d,]+) s \| ([+-][\d.]+), (\d+)/11[^|]* \| (\d+)/11[^|]* \| "
@@ -58,11 +58,19 @@ def test_other_seed_calibrations_are_of_the_same_weights_and_zero_shot(path: Pat
         assert row["zeroshot_base"] == first["benchmarks"][name]["zeroshot_base"]
 
 
-@pytest.mark.parametrize("weights", sorted(CANDIDATES.glob("*/mini-clip.pt")), ids=lambda p: p.parent.name)
-def test_committed_weights_are_the_recorded_ones(weights: Path):
-    """A candidate that met every bar commits its weights; they must be the file its records describe."""
-    assert sha256_file(weights) == (weights.parent / "mini-clip.sha256").read_text().split()[0]
-    calibration = json.loads((weights.parent / "calibration.json").read_text())
+#: candidates whose weights ship as a mini world's own (perlkit/assets/mini-<world>), not in data/candidates
+SHIPPED_AS_WORLD = {"world2-run5": "2"}
+COMMITTED_WEIGHTS = sorted([*((p.parent, p) for p in CANDIDATES.glob("*/mini-clip.pt")),
+                            *((CANDIDATES / run, mini_weights_path(world)) for run, world in SHIPPED_AS_WORLD.items())])
+
+
+@pytest.mark.parametrize(("folder", "weights"), COMMITTED_WEIGHTS, ids=lambda p: p.name)
+def test_committed_weights_are_the_recorded_ones(folder: Path, weights: Path):
+    """A candidate that met every bar commits its weights (a world's shipped weights are one); they must be the file
+    its records describe."""
+    assert sha256_file(weights) == (folder / "mini-clip.sha256").read_text().split()[0]
+    assert (weights.with_suffix(".sha256")).read_text().split()[0] == sha256_file(weights)
+    calibration = json.loads((folder / "calibration.json").read_text())
     assert calibration["summary"]["all_pass"]
     # and the calibration was made with exactly these weights (its hash is over the loaded tensors)
     assert create_backbone(MINI_MODEL, str(weights)).weights_sha256() == calibration["weights_sha256"]

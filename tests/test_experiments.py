@@ -92,6 +92,23 @@ def test_unknown_profile_and_fields() -> None:
     assert get_profile("paper", data_root="/x").data_root == "/x"
 
 
+def test_a_mini_world_brings_its_weights_data_and_store() -> None:
+    """World 2 reads its own folder and shipped weights and writes its own store, so its results never mix with the
+    book's; the data identity (in every result's fingerprint) is the world's."""
+    book, world2 = get_profile("mini"), get_profile("mini", world="2")
+    assert (book.world, book.store_name) == ("1", "mini") and get_profile("mini", world="1") == book
+    assert world2.store_name == "mini-world2" and world2.pretrained.endswith("assets/mini-2/mini-clip.pt")
+    assert world2.sha256 != book.sha256 and world2.data_identity().startswith("mini-world-2-")
+    assert book.data_identity().startswith("mini-world-1-")
+    own = get_profile("mini", world="2", pretrained="/tmp/mine.pt")
+    assert own.store_name.startswith("mini-mini-clip-") and own.store_name != get_profile(
+        "mini", pretrained="/tmp/mine.pt").store_name
+    with pytest.raises(ValueError, match="unknown mini world '9'"):
+        get_profile("mini", world="9")
+    with pytest.raises(ValueError, match="mini world version"):
+        get_profile("paper", world="2")
+
+
 def test_spec_key_is_stable_and_sensitive() -> None:
     a, b = RunSpec("b2n", "perl", "dtd"), RunSpec("b2n", "perl", "dtd", options={"steps": 2})
     assert a.key == RunSpec("b2n", "perl", "dtd").key and a.key != b.key

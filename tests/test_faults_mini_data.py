@@ -211,7 +211,7 @@ def test_flipped_byte_advice_restores_before_retraining(tmp_path: Path, monkeypa
     data = bytearray(shipped.read_bytes())
     data[len(data) // 3] ^= 0x01
     shipped.write_bytes(bytes(data))
-    monkeypatch.setattr(Wt, "mini_weights_path", lambda: shipped)
+    monkeypatch.setattr(Wt, "mini_weights_path", lambda world="1": shipped)
     with pytest.raises(ValueError, match="fail the checksum") as err:
         Wt.verify_mini_weights()
     msg = str(err.value)

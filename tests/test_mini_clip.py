@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from perlkit.mini import weights as Wt
+from perlkit.mini.worlds import WORLDS
 
 
 def test_config_builds_with_12_layers_per_encoder() -> None:
@@ -34,12 +35,19 @@ def test_truncated_text_encoder_matches_open_clip() -> None:
         assert torch.allclose(encode_text_trunc(model, t), model.encode_text(t, normalize=True), atol=1e-5)
 
 
-@pytest.mark.skipif(not Wt.mini_weights_path().is_file(), reason="mini CLIP weights not built yet")
-def test_shipped_weights_verify_and_load() -> None:
-    assert Wt.verify_mini_weights() == Wt.mini_weights_path()
-    assert Wt.mini_weights_path().stat().st_size < 50 * 2**20
-    model = Wt.load_mini_model()
+@pytest.mark.parametrize("world", WORLDS)
+def test_shipped_weights_verify_and_load(world: str) -> None:
+    assert Wt.verify_mini_weights(world=world) == Wt.mini_weights_path(world)
+    assert Wt.mini_weights_path(world).stat().st_size < 50 * 2**20
+    model = Wt.load_mini_model(world=world)
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_each_world_checks_its_own_weights_and_says_how_to_restore_them() -> None:
+    with pytest.raises(ValueError, match="fail the checksum"):
+        Wt.verify_mini_weights(Wt.mini_weights_path("1"), world="2")
+    advice = Wt.restore_advice(world="2")
+    assert "perlkit/assets/mini-2/mini-clip.pt" in advice and "--ship --world 2" in advice and "88 minutes" in advice
 
 
 def test_tampered_weights_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +59,7 @@ def test_tampered_weights_fail_clearly(tmp_path: Path, monkeypatch: pytest.Monke
         bad = tmp_path / "mini-clip.pt"
         bad.write_bytes(b"\0" * 1000)
         digest = Wt.sha256_file(bad)
-        monkeypatch.setattr(Wt, "expected_sha256", lambda: digest)
+        monkeypatch.setattr(Wt, "expected_sha256", lambda world="1": digest)
     assert Wt.verify_mini_weights(bad) == bad
     data = bytearray(bad.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -27,8 +27,8 @@ TOO_LONG = {
     "perlkit mini pretrain --world 2 --out DIR": "over an hour; tests/test_mini_world2.py covers world 2",
     "perlkit mini adaptation --methods mmrl --datasets dtd": "MMRL's own recipe, about 10 min; "
         "tests/test_calibrate.py::test_adaptation_compares_each_rivals_default_recipe_with_zero_shot",
-    "perlkit mini calibrate --world 2 --weights data/candidates/world2-run5/mini-clip.pt --json":
-        "builds world 2 (about 30 min); tests/test_candidates.py checks these weights against the calibration",
+    "perlkit mini calibrate --world 2 --json":
+        "encodes all of world 2 (minutes); tests/test_candidates.py checks its weights against run 5's calibration",
 }
 
 

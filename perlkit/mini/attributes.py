@@ -54,8 +54,8 @@ def diagnose(weights: str | None, dataset: str, world: str = DEFAULT_WORLD, trai
     if not any(c.attrs for c in concepts):
         raise ValueError(f"{dataset}'s classes have no attributes to diagnose")
     n_base = base_class_count(len(concepts))  # the base half, as subsample_classes splits it
-    # None means the shipped weights here (create_backbone's None is random weights: a diagnosis of nothing)
-    backbone = create_backbone(MINI_MODEL, weights or str(mini_weights_path()))
+    # None means the world's shipped weights here (create_backbone's None is random weights: a diagnosis of nothing)
+    backbone = create_backbone(MINI_MODEL, weights or str(mini_weights_path(world)))
     backbone.eval()
     transform = build_transform(backbone.image_size, train=False)
 

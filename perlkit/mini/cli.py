@@ -15,25 +15,25 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def pretrain_out_dir(out: str | None, ship: bool) -> Path:
-    """Where `mini pretrain` writes: --out, else the shipped perlkit/assets/mini with --ship (a checkout only), else
-    the user cache."""
+def pretrain_out_dir(out: str | None, ship: bool, world: str | None = None) -> Path:
+    """Where `mini pretrain` writes: --out, else the world's shipped folder (perlkit/assets/mini for world 1) with
+    --ship (a checkout only), else the user cache."""
     from perlkit.files import cache_root, require_checkout
     from perlkit.mini.weights import mini_weights_path
+    from perlkit.mini.worlds import DEFAULT_WORLD, get_world
+    world = DEFAULT_WORLD if world is None else world
+    shipped = "perlkit/" + "/".join(get_world(world).weights_dir)
     if out is not None and ship:
-        raise ValueError("give either --out DIR or --ship (which writes the shipped perlkit/assets/mini), not both")
+        raise ValueError(f"give either --out DIR or --ship (which writes the shipped {shipped}), not both")
     if ship:
-        require_checkout("perlkit/assets/mini")
-        return mini_weights_path().parent
+        require_checkout(shipped)
+        return mini_weights_path(world).parent
     return Path(out) if out else cache_root() / "mini-clip"
 
 
 def _pretrain(args: argparse.Namespace) -> int:
     from perlkit.mini.pretrain import pretrain_mini_clip
-    from perlkit.mini.worlds import DEFAULT_WORLD
-    if args.world != DEFAULT_WORLD and args.ship:
-        raise ValueError(f"--ship writes the shipped world-1 weights; pretrain world {args.world} with --out DIR")
-    out = pretrain_out_dir(args.out, args.ship)
+    out = pretrain_out_dir(args.out, args.ship, args.world)
     log = pretrain_mini_clip(out, seed=args.seed, steps=args.steps, progress=True, eval_every=args.eval_every,
                              world=args.world)
     print(json.dumps({"weights_sha256": log["weights_sha256"], "wall_time_s": log["wall_time_s"],
@@ -43,17 +43,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def world_overrides(command: str, world: str, weights: str | None, data_root: str | None = None) -> dict:
-    """Profile overrides of a mini command run on ``world``: a candidate world reads its own folder (built when
-    absent) and needs the weights pretrained on it; ``weights`` replace the shipped ones on any world."""
-    from perlkit.mini.worlds import DEFAULT_WORLD
-
-    overrides: dict = {"data_root": data_root}
-    if world != DEFAULT_WORLD:
-        from perlkit.mini.build import build_mini_world
-        if not weights:
-            raise ValueError(f"`perlkit mini {command} --world {world}` reads a candidate mini world: give --weights, "
-                             f"the mini-clip.pt that `perlkit mini pretrain --world {world}` wrote")
-        overrides["data_root"] = str(build_mini_world(Path(data_root) if data_root else None, world=world))
+    """Profile overrides of a mini command run on ``world``: the world's folder (built when absent) and its shipped
+    weights, or ``weights`` in their place on any world (a candidate that `perlkit mini pretrain --out` wrote)."""
+    overrides: dict = {"world": world, "data_root": data_root}
     if weights:
         overrides["pretrained"] = weights
     return overrides
@@ -130,7 +122,7 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     from perlkit.experiments.calibration import SEED, VIEW_DRAWS
     from perlkit.mini.worlds import DEFAULT_WORLD, WORLDS
     mini = subparsers.add_parser("mini", help="synthetic mini world and mini CLIP")
-    world_help = f"world version (default {DEFAULT_WORLD}, the shipped one; 2 is the candidate of issue 13)"
+    world_help = f"world version (default {DEFAULT_WORLD}, the book's; 2 is issue 13's world, calibrated run 5)"
     sub = mini.add_subparsers(dest="mini_command", required=True)
     b = sub.add_parser("build", help="render the 15 mini benchmarks in CoOp layouts")
     b.add_argument("--root", default=None, help="target folder (default: $PERLKIT_CACHE/mini-<version>)")
@@ -157,7 +149,7 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
                         "the bars' margins move with the shots drawn)")
     c.add_argument("--datasets", nargs="*", default=None, help="base-to-novel datasets (default: all 11)")
     c.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
-    c.add_argument("--weights", default=None, help="a mini-clip.pt to calibrate instead of the shipped weights")
+    c.add_argument("--weights", default=None, help="a mini-clip.pt to calibrate instead of the world's shipped weights")
     c.set_defaults(func=_calibrate, handler=_calibrate)
     v = sub.add_parser("views", help="zero-shot and the linear probe under the recipes' training crops",
                        description="A world-design diagnostic of the frozen model: how much zero-shot accuracy the "
@@ -166,7 +158,7 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
                                    "(the headroom left to a method that trains on them).")
     v.add_argument("--datasets", nargs="*", default=None, help="base-to-novel datasets (default: all 11)")
     v.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
-    v.add_argument("--weights", default=None, help="a mini-clip.pt (default: the shipped weights)")
+    v.add_argument("--weights", default=None, help="a mini-clip.pt (default: the world's shipped weights)")
     v.add_argument("--seed", type=int, default=SEED, help=f"few-shot sampling seed (default {SEED})")
     v.add_argument("--draws", type=int, default=VIEW_DRAWS,
                    help=f"random draws of each training crop (default {VIEW_DRAWS})")
@@ -179,7 +171,7 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--methods", nargs="*", default=None, help="methods (default: every rival; PERL keeps one epoch)")
     d.add_argument("--datasets", nargs="*", default=None, help="base-to-novel datasets (default: all 11)")
     d.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
-    d.add_argument("--weights", default=None, help="a mini-clip.pt (default: the shipped weights)")
+    d.add_argument("--weights", default=None, help="a mini-clip.pt (default: the world's shipped weights)")
     d.add_argument("--seed", type=int, default=SEED, help=f"run seed (default {SEED})")
     d.add_argument("--json", action="store_true", help="print the report as JSON")
     d.set_defaults(func=_adaptation, handler=_adaptation)
@@ -189,7 +181,7 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
                                    "attribute with the true class (a world-design diagnostic, not a result).")
     a.add_argument("datasets", nargs="+", help="base-to-novel benchmarks, e.g. sun397 food101")
     a.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
-    a.add_argument("--weights", default=None, help="a mini-clip.pt (default: the shipped weights)")
+    a.add_argument("--weights", default=None, help="a mini-clip.pt (default: the world's shipped weights)")
     a.add_argument("--train-per-class", type=int, default=16, help="images a class for the class means")
     a.add_argument("--test-per-class", type=int, default=8, help="test images a class")
     a.add_argument("--confusion", nargs="*", default=[], metavar="ATTRIBUTE",

@@ -30,7 +30,7 @@ def restore_advice(name: str = "mini-clip.pt", world: str = DEFAULT_WORLD) -> st
     world 2) is the last resort."""
     w = get_world(world)
     where = f"in the perlkit checkout ({PACKAGE_ROOT.parent})" if in_checkout() else "in a perlkit checkout"
-    retrain = "`perlkit mini pretrain --ship`" + ("" if world == DEFAULT_WORLD else f" --world {world}")
+    retrain = "`perlkit mini pretrain --ship" + ("`" if world == DEFAULT_WORLD else f" --world {world}`")
     return (f"restore the shipped file: `git checkout -- perlkit/{'/'.join(w.weights_dir)}/{name}` {where}, "
             f"or reinstall perlkit; only if that is impossible, retrain it with "
             f"{retrain} (about {w.pretrain_minutes} minutes on 2 CPU cores, byte-identical)")

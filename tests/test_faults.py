@@ -203,11 +203,13 @@ def test_checkpoint_refuses_other_weights_and_names_bad_files(tiny_backbone, tmp
         load_checkpoint(perl, keyless)
 
 
-def test_shipped_checkpoints_record_the_shipped_weights() -> None:
+@pytest.mark.parametrize("world", ["1", "2"])
+def test_shipped_checkpoints_record_the_shipped_weights(world: str) -> None:
     from perlkit.profiles import get_profile
 
-    sha = get_profile("mini").backbone().weights_sha256()
-    files = sorted((REPO / "data" / "results" / "checkpoints" / "mini").glob("*.pt"))
+    profile = get_profile("mini", world=world)
+    sha = profile.backbone().weights_sha256()
+    files = sorted((REPO / "data" / "results" / "checkpoints" / profile.store_name).glob("*.pt"))
     assert files
     for path in files:
         assert torch.load(path, weights_only=True)["backbone"]["weights_sha256"] == sha, path

@@ -16,6 +16,7 @@ from perlkit.experiments import RunSpec, b2n_specs
 from perlkit.experiments.executors import (
     ExecutorOptions,
     Rates,
+    balanced_tasks,
     describe_plan,
     measured_rates,
     plan_grid,
@@ -229,3 +230,16 @@ def test_interrupting_a_local_wait_cancels_its_worker_processes() -> None:
     with pytest.raises(KeyboardInterrupt), ex._cancel_local_on_interrupt(slurm):
         raise KeyboardInterrupt
     assert not slurm.jobs[0].cancelled  # cluster jobs outlive the submitting shell, as SLURM users expect
+
+
+def test_local_tasks_share_the_estimated_time_not_the_run_count() -> None:
+    """Two processes on a sweep whose long runs come in one block: each gets half the estimated time, in the
+    submission order; without estimates, half the runs each."""
+    specs = [RunSpec("b2n", "perl", "dtd", seed=seed) for seed in range(1, 9)]
+    seconds = {spec.key: (100.0 if i < 2 else 10.0) for i, spec in enumerate(specs)}
+    tasks = balanced_tasks(specs, 2, seconds)
+    assert [sum(seconds[s.key] for s in t) for t in tasks] == [130.0, 130.0]
+    assert all([s.seed for s in t] == sorted(s.seed for s in t) for t in tasks)
+    assert sorted(s.key for t in tasks for s in t) == sorted(s.key for s in specs)
+    assert [len(t) for t in balanced_tasks(specs, 3)] == [3, 3, 2] and balanced_tasks(specs[:1], 4) == [specs[:1]]
+    assert balanced_tasks([], 2) == []

@@ -309,15 +309,25 @@ def plan_grid(
     max_parallel = options.max_parallel
     if executor == "local" and max_parallel is None:
         max_parallel = max(1, _visible_gpus() // gpus) if gpus else max(1, (os.cpu_count() or 2) // 2)
+
+    sizes, sizes_source = dataset_sizes(profile)
+    rates = measured_rates(worker, bench_dir)
+    costs = {key: run_cost(spec, sizes) for key, spec in unique.items()}
+    unmeasured: set[str] = set()
+    seconds: dict[str, float] = {}
+    if rates is not None:
+        for key, spec in unique.items():
+            seconds[key], own = run_seconds(spec, costs[key], rates)
+            if not own:
+                unmeasured.add(spec.method)
     if executor == "serial":
-        chunk = max(1, len(pending))
-    elif options.chunk is not None:
-        chunk = options.chunk
-    elif executor == "local":
-        chunk = max(1, math.ceil(len(pending) / max_parallel))
+        chunks = [pending] if pending else []
+    elif executor == "local" and options.chunk is None:
+        chunks = balanced_tasks(pending, max_parallel, seconds or None)
     else:
-        chunk = max(DEFAULT_SLURM_CHUNK, math.ceil(len(pending) / MAX_ARRAY_TASKS))
-    chunks = [pending[i:i + chunk] for i in range(0, len(pending), chunk)]
+        chunk = options.chunk or max(DEFAULT_SLURM_CHUNK, math.ceil(len(pending) / MAX_ARRAY_TASKS))
+        chunks = [pending[i:i + chunk] for i in range(0, len(pending), chunk)]
+    chunk = max((len(c) for c in chunks), default=1)
 
     parameters: dict[str, Any] = {}
     if executor != "serial":
@@ -333,16 +343,6 @@ def plan_grid(
     if executor == "slurm" and len(chunks) > MAX_ARRAY_TASKS:
         notes.append(f"{len(chunks)} tasks exceed SLURM's default MaxArraySize ({MAX_ARRAY_TASKS + 1}): raise --chunk")
 
-    sizes, sizes_source = dataset_sizes(profile)
-    rates = measured_rates(worker, bench_dir)
-    costs = {key: run_cost(spec, sizes) for key, spec in unique.items()}
-    unmeasured: set[str] = set()
-    seconds: dict[str, float] = {}
-    if rates is not None:
-        for key, spec in unique.items():
-            seconds[key], own = run_seconds(spec, costs[key], rates)
-            if not own:
-                unmeasured.add(spec.method)
     summary = {}
     for part, specs in parts.items():
         row = PartPlan()
@@ -361,6 +361,23 @@ def plan_grid(
     task_hours = max((sum(seconds[s.key] for s in c) / 3600 for c in chunks), default=0.0) if rates else None
     return Plan(executor, worker, store, root, str(cache_root()), summary, len(unique), pending, chunks, parameters,
                 max_parallel, chunk, exact, rates, sizes_source, sorted(unmeasured), task_hours, notes, session)
+
+
+def balanced_tasks(pending: Sequence[RunSpec], tasks: int,
+                   seconds: Mapping[str, float] | None = None) -> list[list[RunSpec]]:
+    """Split runs among ``tasks`` local processes so that they finish together: longest run first, each to the task
+    with the least estimated time (``seconds``, from the measured rates), or to the task with the fewest runs when
+    there is no estimate. Cutting the submission order into consecutive blocks instead gave one process every
+    long run of a sweep (ImageNet transfer and the multi-epoch recipes come in blocks) and left the other idle.
+    Each task keeps the submission order: ImageNet transfer first, then by dataset."""
+    order = {spec.key: i for i, spec in enumerate(pending)}
+    bins: list[list[RunSpec]] = [[] for _ in range(max(1, min(tasks, len(pending))))]
+    load = [0.0] * len(bins)
+    for spec in sorted(pending, key=lambda s: -seconds[s.key]) if seconds else pending:
+        i = min(range(len(bins)), key=lambda b: (load[b], len(bins[b])))
+        bins[i].append(spec)
+        load[i] += seconds[spec.key] if seconds else 1.0
+    return [sorted(b, key=lambda s: order[s.key]) for b in bins if b]
 
 
 def describe_plan(plan: Plan) -> list[str]:

@@ -102,17 +102,19 @@ def test_tiny_world2_build_is_read_by_the_real_readers(tmp_path: Path) -> None:
     assert B2N[0] == "imagenet"
 
 
-def test_cli_refuses_to_ship_world2_weights_or_calibrate_without_them(capsys: pytest.CaptureFixture[str]) -> None:
-    """--ship writes world 1's shipped weights: world 2's go to --out; calibrating world 2 needs its weights."""
-    from perlkit.cli import main as perlkit_main
+def test_world2_ships_its_own_weights_and_commands_use_them(tmp_path: Path) -> None:
+    """--ship writes each world's own shipped folder; a mini command on world 2 without --weights reads world 2's
+    shipped weights, and --weights still puts a candidate in their place."""
+    from perlkit.mini.cli import pretrain_out_dir, world_overrides
+    from perlkit.mini.weights import mini_weights_path
+    from perlkit.profiles import get_profile
 
-    assert perlkit_main(["mini", "pretrain", "--world", "2", "--ship"]) == 2
-    assert "pretrain world 2 with --out DIR" in capsys.readouterr().err
-    assert perlkit_main(["mini", "calibrate", "--world", "2"]) == 2
-    assert "give --weights" in capsys.readouterr().err
-    assert perlkit_main(["mini", "views", "--world", "2"]) == 2
-    assert perlkit_main(["mini", "adaptation", "--world", "2"]) == 2
-    assert "give --weights" in capsys.readouterr().err
+    assert pretrain_out_dir(None, ship=True, world="2") == mini_weights_path("2").parent != mini_weights_path().parent
+    assert mini_weights_path("2").parent.name == "mini-2"
+    shipped = get_profile("mini", **world_overrides("calibrate", "2", None))
+    assert (shipped.world, shipped.pretrained) == ("2", str(mini_weights_path("2")))
+    candidate = get_profile("mini", **world_overrides("calibrate", "2", str(tmp_path / "mini-clip.pt")))
+    assert candidate.pretrained == str(tmp_path / "mini-clip.pt") and candidate.sha256 is None
 
 
 def test_a_world2_build_made_by_other_code_is_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -188,10 +188,11 @@ source) and their exact CoOp/Dassl folder layouts and split-file formats, so tha
 
 
 def _config(seed: int, scale: float, world: str = DEFAULT_WORLD) -> dict:
-    """What a build's marker must say for it to be reused: a candidate world also records its code's fingerprint,
-    since its version stays "2" while its design changes (a stale build was once reused and calibrated)."""
+    """What a build's marker must say for it to be reused: world 2 also records its code's fingerprint, since its
+    version stays "2" while its design changes (a stale build was once reused and calibrated)."""
     config = {"world_version": get_world(world).module.WORLD_VERSION, "seed": seed, "scale": scale}
-    return config if world == DEFAULT_WORLD else {**config, "code": world_fingerprint(world)}
+    # world 1's builds predate the code record; every later world keeps it, whichever world is the default
+    return config if get_world(world).version == "1" else {**config, "code": world_fingerprint(world)}
 
 
 def is_complete(root: Path, seed: int = 0, scale: float = 1.0, world: str = DEFAULT_WORLD) -> bool:

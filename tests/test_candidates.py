@@ -97,3 +97,25 @@ def test_views_are_of_the_same_weights_and_shots_as_the_calibration(path: Path):
         first = calibration["benchmarks"][row["dataset"]]
         assert (row["zeroshot_base"], row["probe_base"]) == (first["zeroshot_base"], first["probe_base"])
         assert {"probe_unified_crop", "probe_dassl_crop"} <= set(row)
+
+
+def test_world2_adaptation_record_is_the_shipped_results() -> None:
+    """run 5's adaptation bar (``perlkit mini adaptation --world 2 --json``) reads the shipped world-2 results: each
+    base accuracy in the record is a result file's, and the gains follow from them."""
+    from perlkit.experiments.calibration import adaptation_summary
+    from perlkit.experiments.store import SHIPPED_RESULTS
+
+    record = json.loads((CANDIDATES / "world2-run5" / "adaptation.json").read_text())
+    stored: dict[tuple[str, str], dict[str, float]] = {}
+    for path in (SHIPPED_RESULTS / "mini-world2").glob("b2n-*-s1-*.json"):
+        result = json.loads(path.read_text())
+        spec = result["spec"]
+        if not spec["options"] and not spec["train_overrides"]:
+            stored[(spec["method"], spec["protocol"])] = stored.get((spec["method"], spec["protocol"]), {})
+            stored[(spec["method"], spec["protocol"])][spec["dataset"]] = result["metrics"]["base"]
+    assert record["zeroshot_base"] == stored[("zeroshot", "unified")]
+    trained = {m: stored[(m, "default")] for m in record["methods"]}
+    for method, again in adaptation_summary(record["zeroshot_base"], trained)["methods"].items():
+        first = record["methods"][method]
+        assert again["base"] == first["base"] and again["pass"] == first["pass"]
+        assert again["mean_gain"] == pytest.approx(first["mean_gain"], abs=1e-9)  # summed in the files' order

@@ -51,8 +51,10 @@ def run_case(method: str, options: dict) -> dict[str, list[float]]:
 def test_training_matches_recorded_numbers(case: str) -> None:
     recorded = json.loads(RECORD.read_text())[case]
     got = run_case(*CASES[case])
-    assert got["losses"] == pytest.approx(recorded["losses"], rel=1e-5, abs=1e-6)
-    assert got["logits"] == pytest.approx(recorded["logits"], rel=1e-5, abs=1e-5)
+    # float32 CPU kernels differ across machines in the last digits: MMRL's third loss moved by 1.2e-5 relative on
+    # another 2-core AMD EPYC box with the same code and torch; the mutations this guards against move them by far more
+    assert got["losses"] == pytest.approx(recorded["losses"], rel=1e-4, abs=1e-5)
+    assert got["logits"] == pytest.approx(recorded["logits"], rel=1e-4, abs=1e-4)
     if CASES[case][0] != "zeroshot":
         assert len(got["losses"]) == 3 and len(set(got["logits"])) > 1
 

@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from perlkit.mini.worlds import DEFAULT_WORLD, WORLDS
 
+    world_help = f"mini world version (default {DEFAULT_WORLD}); another world's results have their own store"
     parser = argparse.ArgumentParser(prog="perlkit", description=__doc__)
     parser.add_argument("--version", action="version", version=f"perlkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -147,8 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--data-root", default=None)
     z.add_argument("--model", default=None)
     z.add_argument("--pretrained", default=None, help="open_clip tag, local weights file, or 'random'")
-    z.add_argument("--world", default=None, choices=WORLDS,
-                   help=f"mini world version (default {DEFAULT_WORLD}); another world's results have their own store")
+    z.add_argument("--world", default=None, choices=WORLDS, help=world_help)
     z.add_argument("--template", default="coop", choices=["coop", "single"])
     z.add_argument("--datasets", nargs="+", default=None, metavar="NAME", help="subset of the 15 benchmarks")
     z.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images with a warning")
@@ -157,8 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("results", help="run or resume the full sweep behind the book (make results)")
     r.add_argument("--profile", default="mini", choices=["mini", "paper"])
-    r.add_argument("--world", default=None, choices=WORLDS,
-                   help=f"mini world version (default {DEFAULT_WORLD}); another world's results have their own store")
+    r.add_argument("--world", default=None, choices=WORLDS, help=world_help)
     r.add_argument("--seeds", type=int, nargs="+", default=[1])
     r.add_argument("--data-root", default=None, help="the profile's data root (paper: default $PERLKIT_DATA)")
     r.add_argument("--model", default=None, help="open_clip model (e.g. ViT-B-16-quickgelu for OpenAI's own file)")

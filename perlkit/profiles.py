@@ -54,13 +54,16 @@ class Profile:
         The paper profile's data root is not part of it: it differs per machine but holds the same benchmarks, so a
         sweep run once (``perlkit results --profile paper``) is what every chapter then reads.
         """
+        from perlkit.mini.worlds import DEFAULT_WORLD
+
         default = get_profile(self.name, world=self.world)
         same_weights = (self.model, self.pretrained) == (default.model, default.pretrained)
         same_data = self.name == "paper" or self.data_root == default.data_root
+        other_world = [] if self.world in (None, DEFAULT_WORLD) else [self.world]
         if same_weights and same_data:
-            return self.name if self.world == get_profile(self.name).world else f"{self.name}-world{self.world}"
+            return f"{self.name}-world{self.world}" if other_world else self.name
         identity = json.dumps([self.model, self.pretrained, None if self.name == "paper" else self.data_root,
-                               *([] if self.world == get_profile(self.name).world else [self.world])])
+                               *other_world])
         slug = re.sub(r"[^A-Za-z0-9.]+", "-", self.model).strip("-")
         return f"{self.name}-{slug}-{hashlib.sha1(identity.encode()).hexdigest()[:8]}"
 

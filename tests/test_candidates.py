@@ -111,8 +111,7 @@ def test_world2_adaptation_record_is_the_shipped_results() -> None:
         result = json.loads(path.read_text())
         spec = result["spec"]
         if not spec["options"] and not spec["train_overrides"]:
-            stored[(spec["method"], spec["protocol"])] = stored.get((spec["method"], spec["protocol"]), {})
-            stored[(spec["method"], spec["protocol"])][spec["dataset"]] = result["metrics"]["base"]
+            stored.setdefault((spec["method"], spec["protocol"]), {})[spec["dataset"]] = result["metrics"]["base"]
     assert record["zeroshot_base"] == stored[("zeroshot", "unified")]
     trained = {m: stored[(m, "default")] for m in record["methods"]}
     for method, again in adaptation_summary(record["zeroshot_base"], trained)["methods"].items():

@@ -111,9 +111,9 @@ def test_world2_ships_its_own_weights_and_commands_use_them(tmp_path: Path) -> N
 
     assert pretrain_out_dir(None, ship=True, world="2") == mini_weights_path("2").parent != mini_weights_path().parent
     assert mini_weights_path("2").parent.name == "mini-2"
-    shipped = get_profile("mini", **world_overrides("calibrate", "2", None))
+    shipped = get_profile("mini", **world_overrides("2", None))
     assert (shipped.world, shipped.pretrained) == ("2", str(mini_weights_path("2")))
-    candidate = get_profile("mini", **world_overrides("calibrate", "2", str(tmp_path / "mini-clip.pt")))
+    candidate = get_profile("mini", **world_overrides("2", str(tmp_path / "mini-clip.pt")))
     assert candidate.pretrained == str(tmp_path / "mini-clip.pt") and candidate.sha256 is None
 
 

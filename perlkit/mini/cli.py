@@ -42,7 +42,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def world_overrides(command: str, world: str, weights: str | None, data_root: str | None = None) -> dict:
+def world_overrides(world: str, weights: str | None, data_root: str | None = None) -> dict:
     """Profile overrides of a mini command run on ``world``: the world's folder (built when absent) and its shipped
     weights, or ``weights`` in their place on any world (a candidate that `perlkit mini pretrain --out` wrote)."""
     overrides: dict = {"world": world, "data_root": data_root}
@@ -60,7 +60,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if args.world != DEFAULT_WORLD and args.profile != "mini":
         raise ValueError(f"--world {args.world} calibrates a candidate mini world: use --profile mini")
-    overrides = world_overrides("calibrate", args.world, args.weights, args.data_root)
+    overrides = world_overrides(args.world, args.weights, args.data_root)
     session = Session(get_profile(args.profile, **overrides), progress=True)
     report = calibrate(session, datasets=args.datasets or B2N_DATASETS, seed=args.seed, template=args.template,
                        progress=True)
@@ -80,7 +80,7 @@ def _views(args: argparse.Namespace) -> int:
     from perlkit.experiments.protocols import Session
     from perlkit.profiles import get_profile
 
-    session = Session(get_profile("mini", **world_overrides("views", args.world, args.weights)), progress=False)
+    session = Session(get_profile("mini", **world_overrides(args.world, args.weights)), progress=False)
     rows = [view_robustness(session, name, seed=args.seed, draws=args.draws) for name in args.datasets or B2N_DATASETS]
     if args.json:
         print(json.dumps({"weights_sha256": session.backbone.weights_sha256(), "seed": args.seed,
@@ -96,7 +96,7 @@ def _adaptation(args: argparse.Namespace) -> int:
     from perlkit.experiments.sweeps import open_store_session
     from perlkit.profiles import get_profile
 
-    session = open_store_session(get_profile("mini", **world_overrides("adaptation", args.world, args.weights)))
+    session = open_store_session(get_profile("mini", **world_overrides(args.world, args.weights)))
     report = adaptation(session, methods=args.methods, datasets=args.datasets or B2N_DATASETS, seed=args.seed)
     if args.json:
         print(json.dumps(report, indent=1))

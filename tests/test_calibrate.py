@@ -49,9 +49,23 @@ def test_probe_separates_blobs_deterministically() -> None:
     # the decay is the one that scores best on the validation shots (ties: the larger), refitted on train
     scores = {}
     for decay in cal.WEIGHT_DECAYS:
-        w, b = cal._fit_logistic(x, y, 4, decay, 500)
+        w, b = cal._fit_logistic(x, y, 4, decay)
         scores[decay] = cal.LinearProbe(w, b, decay, 0, 0, "val").accuracy(vx, vy)
     assert probe.weight_decay == max(d for d in scores if scores[d] == max(scores.values()))
+
+
+def test_probe_is_fitted_to_convergence() -> None:
+    """The probe's optimum, not an iteration budget, decides it: with the smallest decay (the slowest fit, which once
+    gave one image more on another CPU) the gradient ends under the tolerance, and a fit cut short says so."""
+    x, y = _blobs(16, 0)
+    decay = min(cal.WEIGHT_DECAYS)
+    weight, bias = (t.requires_grad_() for t in cal._fit_logistic(x, y, 4, decay))
+    xn = torch.nn.functional.normalize(x.double(), dim=-1)
+    loss = torch.nn.functional.cross_entropy(xn @ weight.t() + bias, y) + 0.5 * decay * weight.pow(2).sum()
+    loss.backward()
+    assert max(weight.grad.abs().max(), bias.grad.abs().max()) <= 100 * cal.PROBE_GRAD_TOLERANCE
+    with pytest.warns(RuntimeWarning, match="not converged"):
+        cal._fit_logistic(x, y, 4, decay, max_iter=3)
 
 
 def test_probe_without_validation_holds_out_training_shots() -> None:

@@ -84,7 +84,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         for check in checks:
             verdict = "identical" if check.identical else "DIFFERENT"
             print(f"{verdict:<10} {check.spec.filename}: stored {check.stored} recomputed {check.recomputed}"
-                  f"{'' if check.current else ' (stored fingerprint stale)'}")
+                  f"{'' if check.current else ' (stored fingerprint stale)'}"
+                  f"{f' ({check.explanation()})' if not check.identical else ''}")
         failed = sum(not c.identical for c in checks)
         print(f"perlkit results --verify: {len(checks) - failed} of {len(checks)} identical", file=sys.stderr)
         return 1 if failed else 0

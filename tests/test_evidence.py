@@ -50,3 +50,21 @@ def test_world2_sample_is_shipped_and_reproduces_bit_for_bit() -> None:
     for check in checks:
         assert check.identical, (check.spec.filename, check.stored, check.recomputed)
         assert check.current, f"{check.spec.filename}: shipped with another code fingerprint"
+
+
+def test_a_difference_says_which_cpus_and_how_many_test_images() -> None:
+    """What ``perlkit results --verify`` printed for a world-2 result made on an AMD EPYC and re-run on an Intel Xeon:
+    one novel test image of 396 (Caltech101) moved; the verdict stays DIFFERENT, the clause says why it may be."""
+    from perlkit.experiments.sweeps import Verification
+
+    stored = {"base": 78.43137254901961, "hm": 76.54512542022239, "novel": 74.74747474747475}
+    rerun = {"base": 78.43137254901961, "novel": 75.0, "hm": 76.67731629392972}
+    check = Verification(RunSpec("b2n", "rmma", "caltech101"), stored, rerun, True, "CPU: AMD EPYC (1 thread)",
+                         "CPU: Intel(R) Xeon(R) Processor (1 thread)", {"base": 408, "novel": 396})
+    assert not check.identical and check.images_apart == {"novel": 1}
+    assert check.explanation() == ("made on CPU: AMD EPYC (1 thread), re-run on CPU: Intel(R) Xeon(R) Processor "
+                                   "(1 thread): float32 kernels differ between CPU models; novel by 1 test image")
+    same = Verification(check.spec, stored, rerun, True, "CPU: AMD EPYC (1 thread)", "CPU: AMD EPYC (1 thread)",
+                        {"base": 408, "novel": 396})
+    assert same.explanation().startswith("same device")
+    assert Verification(check.spec, stored, dict(stored), True).explanation() == ""

@@ -19,7 +19,7 @@ from typing import Any
 from perlkit.data import B2N_DATASETS
 from perlkit.experiments.ablations import ABLATIONS, RMMA_ABLATION_PROTOCOL, RMMA_ABLATIONS, ablation_specs
 from perlkit.experiments.protocols import Session, b2n_specs, transfer_specs
-from perlkit.experiments.store import ResultStore, RunSpec, run_fingerprint
+from perlkit.experiments.store import ResultStore, RunSpec, device_label, run_fingerprint
 from perlkit.files import atomic_write_json
 from perlkit.methods import list_methods
 from perlkit.profiles import Profile
@@ -182,11 +182,32 @@ class Verification:
     stored: dict[str, float]
     recomputed: dict[str, float]
     current: bool  # the stored result carries the current code-and-weights fingerprint
+    stored_device: str = "unknown device"  # as its provenance records it
+    rerun_device: str = "unknown device"
+    test_images: dict[str, int] = field(default_factory=dict)  # base-to-novel: test images behind each accuracy
 
     @property
     def identical(self) -> bool:
-        """Bit-for-bit equality of every metric, which CPU runs give."""
+        """Bit-for-bit equality of every metric, which re-runs on the same CPU model give."""
         return self.stored == self.recomputed
+
+    @property
+    def images_apart(self) -> dict[str, int]:
+        """How many test images each differing accuracy moved by (base-to-novel runs; {} where counts are unknown)."""
+        return {name: round(abs(self.stored[name] - self.recomputed[name]) / 100 * count)
+                for name, count in self.test_images.items()
+                if name in self.stored and name in self.recomputed and self.stored[name] != self.recomputed[name]}
+
+    def explanation(self) -> str:
+        """Why a re-run may differ, in one clause: another CPU model's float32 kernels round differently, which can
+        move a borderline test image (measured: 2 of 20 world-2 results made on an AMD EPYC moved by one image on an
+        Intel Xeon); on the same CPU model any difference is a real change."""
+        if self.identical:
+            return ""
+        moved = ", ".join(f"{name} by {n} test image{'s' if n != 1 else ''}" for name, n in self.images_apart.items())
+        where = (f"made on {self.stored_device}, re-run on {self.rerun_device}: float32 kernels differ between CPU "
+                 f"models" if self.stored_device != self.rerun_device else f"same device ({self.rerun_device})")
+        return f"{where}{'; ' + moved if moved else ''}"
 
 
 def verify_results(
@@ -208,8 +229,12 @@ def verify_results(
             if stored is None:
                 raise ValueError(f"no stored result for {spec.filename} in {session.store.read_dirs}")
             fresh = rerun.run(spec, recompute=True)
-            checks.append(Verification(spec, stored["metrics"], fresh["metrics"],
-                                       stored["provenance"].get("fingerprint") == session.fingerprint(spec)))
+            counts = stored.get("counts") or {}
+            checks.append(Verification(
+                spec, stored["metrics"], fresh["metrics"],
+                stored["provenance"].get("fingerprint") == session.fingerprint(spec),
+                device_label(stored["provenance"]), device_label(fresh["provenance"]),
+                {name: counts[f"{name}_test"] for name in ("base", "novel") if f"{name}_test" in counts}))
     return checks
 
 

@@ -127,6 +127,27 @@ def open_session(
     return session
 
 
+def write_demo_folder(profile: str, source: str, num_classes: int, per_class: int) -> tuple[Path, list[str]]:
+    """The own-data chapter's demo folder: the first ``num_classes`` classes of benchmark ``source``, ``per_class``
+    test images each, written in the user cache as a folder a user would bring (one sub-folder a class); returns it
+    and three class names it leaves out (for open vocabulary).
+
+    The folder is named by the data's identity (for mini, the world's version and code), so a folder written from
+    another world, whose class names differ, is never mistaken for this one.
+    """
+    from perlkit.data import load_dataset, write_image_folder
+    from perlkit.files import cache_root
+    from perlkit.profiles import get_profile
+
+    source_profile = get_profile(profile)
+    splits = load_dataset(source, source_profile.resolve_data_root())  # mini: the world is built on first use
+    chosen = splits.classnames[:num_classes]
+    unseen = [name for name in splits.classnames if name not in chosen][:3]
+    identity = source_profile.data_identity() or profile
+    folder = cache_root() / "book" / f"own-{identity}-{source}-{num_classes}x{per_class}"
+    return write_image_folder(splits.test, folder, classes=chosen, per_class=per_class), unseen
+
+
 def profile_banner(profile: str) -> str:
     """The label every executed number carries, so mini numbers are never read as the paper's."""
     from perlkit.profiles import get_profile

@@ -47,7 +47,7 @@ class Profile:
 
     @property
     def store_name(self) -> str:
-        """The result-store folder of this profile: its name (``mini-world2`` for the mini profile on a world other
+        """The result-store folder of this profile: its name (``mini-world1`` for the mini profile on a world other
         than the default one, with that world's shipped weights), or name + model + a digest when the weights (or, for
         mini, the data) are not the profile's own, so runs on other weights never mix with these.
 

@@ -22,7 +22,15 @@ from perlkit import plots
 from perlkit.backbone import FrozenCLIP
 from perlkit.data.registry import B2N_DATASETS, DG_TARGETS, SINGLE_TEMPLATE, XD_TARGETS
 from perlkit.engine import TrainConfig, protocol_crop_scale, protocol_template, recipe
-from perlkit.experiments import RunSpec, Session, ZeroshotComparison, ablation_order, ablation_specs, ablation_summary
+from perlkit.experiments import (
+    RunSpec,
+    Session,
+    ZeroshotComparison,
+    ablation_order,
+    ablation_specs,
+    ablation_summary,
+    b2n_specs,
+)
 from perlkit.methods import Method, build_method, get_method_class, list_methods
 from perlkit.methods.perl import PERL_VARIANTS, PERLConfig
 from perlkit.mini.weights import MINI_MODEL
@@ -178,16 +186,22 @@ def model_label(profile: Profile | str) -> str:
     return MODEL_LABELS.get(model, model)
 
 
+def seed_label(seeds: Sequence[int]) -> str:
+    """'seed 1' or 'seeds 1, 2, 3'."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
 def live_label(datasets: Sequence[str], seeds: Sequence[int]) -> str:
     """Which live runs a panel or a column shows: 'dtd, eurosat; seeds 1, 2'."""
-    return f"{', '.join(datasets)}; seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    return f"{', '.join(datasets)}; {seed_label(seeds)}"
 
 
 def source_titles(profile: Profile | str, datasets: Sequence[str], seeds: Sequence[int]) -> tuple[str, str]:
     """Titles of the two executed sources shown beside the paper's numbers: this execution's live runs and the
-    precomputed grid (every base-to-novel dataset), each named by its profile."""
+    precomputed grid (every base-to-novel dataset, the same seeds), each named by its profile."""
     name = _profile(profile).name
-    return f"{name} ({live_label(datasets, seeds)})", f"{name}, {len(B2N_DATASETS)} datasets (precomputed)"
+    return (f"{name} ({live_label(datasets, seeds)})",
+            f"{name}, {len(B2N_DATASETS)} datasets; {seed_label(seeds)} (precomputed)")
 
 
 def execution_status(results_root: str | Path | None = None, bench_dir: str | Path | None = None) -> str:
@@ -433,15 +447,15 @@ def ablation_average(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def precomputed_ablations(
-    session: Session, kinds: Iterable[str], **common: Any
+    session: Session, kinds: Iterable[str], seeds: Sequence[int] = (1,), **common: Any
 ) -> tuple[dict[str, pd.DataFrame | None], dict[str, ShippedGrid]]:
-    """Each ablation's full grid (every value, all base-to-novel datasets, seed 1; ``common`` spec fields such as
+    """Each ablation's full grid (every value, all base-to-novel datasets, ``seeds``; ``common`` spec fields such as
     R-MMA's ``protocol``) summarised when every run of it is stored and current (``shipped_grid``), else None; and the
     stored grid of each complete one (for ``provenance_note``)."""
     grid: dict[str, pd.DataFrame | None] = {}
     complete = {}
     for kind in kinds:
-        pairs = ablation_specs(kind, None, B2N_DATASETS, [1], session.profile.name, **common)
+        pairs = ablation_specs(kind, None, B2N_DATASETS, list(seeds), session.profile.name, **common)
         found = shipped_grid(session, [spec for _, spec in pairs])
         grid[kind] = ablation_summary(pairs, found.results) if found.complete else None
         if found.complete:
@@ -688,8 +702,9 @@ def reported_hm_params_points(reported: pd.DataFrame) -> pd.DataFrame:
 
 
 def mma_adapter_note(comparison: ZeroshotComparison, grid: pd.DataFrame | None, profile: Profile | str) -> str:
-    """Why MMA's accuracy equals zero-shot CLIP's (``compare_with_zeroshot`` of an MMA run): its weights move, but
-    its adapters' scaled outputs barely move a logit. ``grid`` is the precomputed summary (methods by label)."""
+    """How far MMA moves from zero-shot CLIP (``compare_with_zeroshot`` of an MMA run): its weights move, but its
+    adapters' scaled outputs move the logits little. ``grid`` is the precomputed summary (methods by label); every
+    comparison in the text is computed, so it stays true on other worlds and weights."""
     result, check = comparison.result, comparison.predictions
     dataset = result["spec"]["dataset"]
     differ = int(check["predictions that differ"].sum())
@@ -705,11 +720,13 @@ def mma_adapter_note(comparison: ZeroshotComparison, grid: pd.DataFrame | None, 
         mma, clip = (grid[grid["method"] == plots.method_label(m)].set_index("dataset")[["base", "novel"]]
                      for m in ("mma", "zeroshot"))
         same = int((mma.drop(index="average") == clip.drop(index="average")).all(axis=1).sum())
+        hm = grid[grid["dataset"] == "average"].set_index("method")["hm"]
         text += (f" On the {len(B2N_DATASETS)}-dataset grid, MMA's base and novel accuracies equal zero-shot CLIP's "
-                 f"on {same} of {len(B2N_DATASETS)} datasets.")
-    return text + (f" At this training budget on the {model_label(profile)}, MMA is zero-shot CLIP to within a few "
-                   "predictions; this is what perlkit's implementation of the published design does at this "
-                   "budget, not a measurement of MMA on the real benchmarks.")
+                 f"on {same} of {len(B2N_DATASETS)} datasets, and its average HM is "
+                 f"{hm[plots.method_label('mma')]:.2f} against zero-shot CLIP's "
+                 f"{hm[plots.method_label('zeroshot')]:.2f}.")
+    return text + (f" This is what perlkit's implementation of the published design does at this training budget on "
+                   f"the {model_label(profile)}, not a measurement of MMA on the real benchmarks.")
 
 
 @dataclass
@@ -751,6 +768,48 @@ def shipped_grid(session: Session, specs: Sequence[RunSpec]) -> ShippedGrid:
         elif session.store.get(spec) is not None:
             stale += 1
     return ShippedGrid(current, len(specs), stale)
+
+
+def stored_adaptation(session: Session, seeds: Sequence[int]) -> tuple[dict[str, Any] | None, ShippedGrid]:
+    """Issue 13's adaptation bar read from the store, nothing trained: zero-shot CLIP and each rival under its own
+    default recipe on every base-to-novel dataset at ``seeds``. Base accuracies are averaged over the seeds per
+    dataset, then ``adaptation_summary`` gives each rival's mean gain; ``seed_gains`` holds each seed's own mean
+    gain, so a reader sees whether the verdict depends on the seed. None (and the grid, which says what is missing)
+    when a run is not stored with a current fingerprint."""
+    from perlkit.experiments.calibration import adaptation_summary
+    from perlkit.experiments.sweeps import rival_methods
+
+    profile, methods = session.profile.name, rival_methods()
+    specs = [*b2n_specs(["zeroshot"], B2N_DATASETS, seeds, profile),
+             *b2n_specs(methods, B2N_DATASETS, seeds, profile, protocol="default")]
+    grid = shipped_grid(session, specs)
+    if not grid.complete:
+        return None, grid
+    base: dict[str, dict[int, dict[str, float]]] = {}
+    for result in grid.results:
+        spec = result["spec"]
+        base.setdefault(spec["method"], {}).setdefault(spec["seed"], {})[spec["dataset"]] = result["metrics"]["base"]
+
+    def mean_over_seeds(by_seed: dict[int, dict[str, float]]) -> dict[str, float]:
+        return {d: sum(by_seed[s][d] for s in seeds) / len(seeds) for d in B2N_DATASETS}
+
+    zeroshot = base.pop("zeroshot")
+    summary = adaptation_summary(mean_over_seeds(zeroshot), {m: mean_over_seeds(base[m]) for m in methods})
+    summary["seeds"] = list(seeds)
+    summary["seed_gains"] = {m: {s: adaptation_summary(zeroshot[s], {m: base[m][s]})["methods"][m]["mean_gain"]
+                                 for s in seeds} for m in methods}
+    return summary, grid
+
+
+def adaptation_view(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """``stored_adaptation``'s summary as a chapter shows it: base accuracy per dataset, the means, each rival's mean
+    gain over zero-shot, then that gain at each seed; methods by their labels."""
+    from perlkit.experiments.calibration import adaptation_table
+
+    table = adaptation_table(dict(summary))
+    for seed in summary["seeds"]:
+        table.loc[f"gain, seed {seed}"] = pd.Series({m: g[seed] for m, g in summary["seed_gains"].items()})
+    return table.rename(columns=lambda m: "zero-shot CLIP" if m == "zero-shot" else plots.method_label(m))
 
 
 def ablation_runs(session: Session, values: Mapping[str, Sequence[Any]], datasets: Sequence[str],

@@ -174,3 +174,20 @@ def test_as_options_parses_strings_and_rejects_non_mappings() -> None:
     assert as_options(None) == {} and as_options({"split": 8}) == {"split": 8}
     with pytest.raises(ParameterError, match=r"must be a mapping .* got \[1, 2\]"):
         as_options("[1, 2]")
+
+
+def test_demo_folder_is_named_by_the_world_it_comes_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The own-data chapter's demo folder lives in the cache; a folder written from another mini world (other class
+    names) must never be the one this world writes into, so its name carries the world's identity."""
+    import perlkit.files
+    from perlkit.book import write_demo_folder
+    from perlkit.profiles import get_profile
+
+    monkeypatch.setattr(perlkit.files, "cache_root", lambda: tmp_path)  # the world itself stays in the real cache
+    folder, unseen = write_demo_folder("mini", "eurosat", 2, 3)
+    assert folder.parent == tmp_path / "book" and get_profile("mini").data_identity() in folder.name
+    assert get_profile("mini", world="1").data_identity() not in folder.name
+    classes = sorted(p.name for p in folder.iterdir())
+    assert len(classes) == 2 and all(len(list((folder / c).iterdir())) == 3 for c in classes)
+    assert len(unseen) == 3 and not set(unseen) & set(classes)
+    assert write_demo_folder("mini", "eurosat", 2, 3) == (folder, unseen)  # written once, then reused

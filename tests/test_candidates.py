@@ -10,6 +10,7 @@ import pytest
 from perlkit.backbone import create_backbone
 from perlkit.files import sha256_file
 from perlkit.mini.weights import MINI_MODEL, mini_weights_path
+from perlkit.profiles import get_profile
 
 CANDIDATES = Path(__file__).resolve().parents[1] / "data" / "candidates"
 ROW = re.compile(r"^\| (world\d+-run\d+) \| (\w+) \| ([\d,]+) s \| ([+-][\d.]+), (\d+)/11[^|]* \| (\d+)/11[^|]* \| "
@@ -107,7 +108,7 @@ def test_world2_adaptation_record_is_the_shipped_results() -> None:
 
     record = json.loads((CANDIDATES / "world2-run5" / "adaptation.json").read_text())
     stored: dict[tuple[str, str], dict[str, float]] = {}
-    for path in (SHIPPED_RESULTS / "mini-world2").glob("b2n-*-s1-*.json"):
+    for path in (SHIPPED_RESULTS / get_profile("mini", world="2").store_name).glob("b2n-*-s1-*.json"):
         result = json.loads(path.read_text())
         spec = result["spec"]
         if not spec["options"] and not spec["train_overrides"]:
@@ -118,3 +119,50 @@ def test_world2_adaptation_record_is_the_shipped_results() -> None:
         first = record["methods"][method]
         assert again["base"] == first["base"] and again["pass"] == first["pass"]
         assert again["mean_gain"] == pytest.approx(first["mean_gain"], abs=1e-9)  # summed in the files' order
+
+
+def test_the_books_adaptation_bar_reads_the_recorded_seed_1_numbers() -> None:
+    """Chapter 1's adaptation table (``report.stored_adaptation``, nothing trained) gives, at seed 1, the mean gains
+    that ``perlkit mini adaptation --world 2`` recorded; over seeds 1-3 each mean gain is the mean of the seeds'."""
+    from perlkit import report
+    from perlkit.experiments import Session
+    from perlkit.report import stored_adaptation
+
+    record = json.loads((CANDIDATES / "world2-run5" / "adaptation.json").read_text())
+    session = Session(get_profile("mini"), progress=False)
+    seed1, grid = stored_adaptation(session, [1])
+    assert seed1 is not None, grid.note("mini")
+    for method, first in record["methods"].items():
+        assert seed1["methods"][method]["mean_gain"] == pytest.approx(first["mean_gain"], abs=1e-9)
+        assert seed1["methods"][method]["pass"] == first["pass"]
+    three, _ = stored_adaptation(session, [1, 2, 3])
+    assert three is not None and three["seeds"] == [1, 2, 3]
+    for method, row in three["methods"].items():
+        seeds = three["seed_gains"][method]
+        assert row["mean_gain"] == pytest.approx(sum(seeds.values()) / 3, abs=1e-9)
+        assert seeds[1] == pytest.approx(seed1["methods"][method]["mean_gain"], abs=1e-9)
+    from perlkit.experiments.calibration import ADAPTATION_BAR, adaptation_verdict
+
+    assert adaptation_verdict(three) == "no rival reaches it, at any seed"  # the finding (stops 35-37)
+    lucky = {**three, "seed_gains": {**three["seed_gains"], "mmrl": {1: ADAPTATION_BAR, 2: 0.0, 3: 0.0}}}
+    assert adaptation_verdict(lucky) == "no rival reaches it"
+    passing = {**three, "methods": {**three["methods"], "mmrl": {**three["methods"]["mmrl"], "pass": True}}}
+    assert adaptation_verdict(passing) == "1 of 4 rivals reach it (MMRL)"
+    assert adaptation_verdict(None).startswith("the bar cannot be read")
+    table = report.adaptation_view(three)
+    assert list(table.index[-4:]) == ["gain over zero-shot", "gain, seed 1", "gain, seed 2", "gain, seed 3"]
+    assert table.loc["gain, seed 2", "MMRL"] == pytest.approx(three["seed_gains"]["mmrl"][2])
+
+
+def test_the_views_record_of_the_shipped_weights_is_found() -> None:
+    from perlkit.experiments.calibration import recorded_views
+
+    record = json.loads((CANDIDATES / "world2-run5" / "calibration.json").read_text())
+    views = recorded_views(record["weights_sha256"])
+    assert views is not None and views["path"] == "data/candidates/world2-run5/views.json"
+    assert recorded_views("0" * 64) is None
+    from perlkit.experiments.calibration import views_sentence
+
+    assert views_sentence(views) == ("finds that it keeps +4.51 points over zero-shot under the (0.5, 1) crops of "
+                                     "MMRL and MMRL++ and -2.49 under Dassl's (0.08, 1) crops of MMA and R-MMA, "
+                                     "against +11.09 on the shots as rendered")  # as recorded in stop 33's note

@@ -93,14 +93,16 @@ def test_unknown_profile_and_fields() -> None:
 
 
 def test_a_mini_world_brings_its_weights_data_and_store() -> None:
-    """World 2 reads its own folder and shipped weights and writes its own store, so its results never mix with the
-    book's; the data identity (in every result's fingerprint) is the world's."""
-    book, world2 = get_profile("mini"), get_profile("mini", world="2")
-    assert (book.world, book.store_name) == ("1", "mini") and get_profile("mini", world="1") == book
-    assert world2.store_name == "mini-world2" and world2.pretrained.endswith("assets/mini-2/mini-clip.pt")
-    assert world2.sha256 != book.sha256 and world2.data_identity().startswith("mini-world-2-")
-    assert book.data_identity().startswith("mini-world-1-")
-    own = get_profile("mini", world="2", pretrained="/tmp/mine.pt")
+    """The book's world (2) writes the store ``mini``; world 1 reads its own folder and shipped weights and writes its
+    own store, so its results never mix with the book's; the data identity (in every result's fingerprint) is the
+    world's."""
+    book, world1 = get_profile("mini"), get_profile("mini", world="1")
+    assert (book.world, book.store_name) == ("2", "mini") and get_profile("mini", world="2") == book
+    assert book.pretrained.endswith("assets/mini-2/mini-clip.pt")
+    assert world1.store_name == "mini-world1" and world1.pretrained.endswith("assets/mini/mini-clip.pt")
+    assert world1.sha256 != book.sha256 and world1.data_identity().startswith("mini-world-1-")
+    assert book.data_identity().startswith("mini-world-2-")
+    own = get_profile("mini", world="1", pretrained="/tmp/mine.pt")
     assert own.store_name.startswith("mini-mini-clip-") and own.store_name != get_profile(
         "mini", pretrained="/tmp/mine.pt").store_name
     with pytest.raises(ValueError, match="unknown mini world '9'"):

@@ -211,15 +211,15 @@ def test_flipped_byte_advice_restores_before_retraining(tmp_path: Path, monkeypa
     data = bytearray(shipped.read_bytes())
     data[len(data) // 3] ^= 0x01
     shipped.write_bytes(bytes(data))
-    monkeypatch.setattr(Wt, "mini_weights_path", lambda world="1": shipped)
+    monkeypatch.setattr(Wt, "mini_weights_path", lambda world="2": shipped)
     with pytest.raises(ValueError, match="fail the checksum") as err:
         Wt.verify_mini_weights()
     msg = str(err.value)
     assert str(shipped) in msg
-    first, retrain = msg.index("git checkout -- perlkit/assets/mini/mini-clip.pt"), msg.index("perlkit mini pretrain")
+    first, retrain = msg.index("git checkout -- perlkit/assets/mini-2/mini-clip.pt"), msg.index("perlkit mini pretrain")
     assert first < msg.index("reinstall") < retrain
     shipped.unlink()
-    with pytest.raises(FileNotFoundError, match="git checkout -- perlkit/assets/mini/mini-clip.pt"):
+    with pytest.raises(FileNotFoundError, match="git checkout -- perlkit/assets/mini-2/mini-clip.pt"):
         Wt.verify_mini_weights()
 
 
@@ -276,7 +276,8 @@ def test_pretraining_interrupted_mid_phase_resumes_byte_identical(tmp_path: Path
     monkeypatch.setattr(P, "PHASES", [dict(ph, steps=2), dict(ph, steps=2, lr=5e-4)])
     monkeypatch.setattr(P, "DEFAULT_STEPS", 4)
     monkeypatch.setitem(P.RECIPE, "checkpoint_every", 1)
-    kw = {"steps": 4, "batch_size": 4, "progress": False, "final_eval": False}
+    # world 1's schedule (patched above) and its recorded loss curve
+    kw = {"steps": 4, "batch_size": 4, "progress": False, "final_eval": False, "world": "1"}
     straight = P.pretrain_mini_clip(tmp_path / "a", **kw)
     real_lr = P._lr
 
@@ -297,8 +298,11 @@ def test_pretraining_interrupted_mid_phase_resumes_byte_identical(tmp_path: Path
 
 
 def test_pretrain_refuses_bad_steps_before_writing(tmp_path: Path) -> None:
-    from perlkit.mini.pretrain import DEFAULT_STEPS, pretrain_mini_clip
-    for bad in (0, -3, DEFAULT_STEPS + 1, 2.5):
+    from perlkit.mini.pretrain import pretrain_mini_clip
+    from perlkit.mini.worlds import get_world
+
+    total = sum(phase["steps"] for phase in get_world().phases)  # the default world's schedule
+    for bad in (0, -3, total + 1, 2.5):
         with pytest.raises(ValueError, match="steps must be an integer"):
             pretrain_mini_clip(tmp_path / "out", steps=bad, progress=False, final_eval=False)
     with pytest.raises(ValueError, match="eval_every"):

@@ -46,8 +46,10 @@ def test_shipped_weights_verify_and_load(world: str) -> None:
 def test_each_world_checks_its_own_weights_and_says_how_to_restore_them() -> None:
     with pytest.raises(ValueError, match="fail the checksum"):
         Wt.verify_mini_weights(Wt.mini_weights_path("1"), world="2")
-    advice = Wt.restore_advice(world="2")
-    assert "perlkit/assets/mini-2/mini-clip.pt" in advice and "--ship --world 2" in advice and "88 minutes" in advice
+    advice = Wt.restore_advice(world="2")  # the default world's retrain needs no --world
+    assert "perlkit/assets/mini-2/mini-clip.pt" in advice and "--ship`" in advice and "88 minutes" in advice
+    advice = Wt.restore_advice(world="1")
+    assert "perlkit/assets/mini/mini-clip.pt" in advice and "--ship --world 1" in advice and "43 minutes" in advice
 
 
 def test_tampered_weights_fail_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,7 +79,7 @@ def test_pretraining_deterministic_and_resume_exact(tmp_path: Path, monkeypatch:
     ph = dict(P.PHASES[0])
     monkeypatch.setattr(P, "PHASES", [dict(ph, steps=2), dict(ph, steps=2, lr=5e-4)])
     monkeypatch.setattr(P, "DEFAULT_STEPS", 4)
-    kw = {"batch_size": 4, "progress": False, "final_eval": False}
+    kw = {"batch_size": 4, "progress": False, "final_eval": False, "world": "1"}  # world 1's schedule, patched above
     straight = P.pretrain_mini_clip(tmp_path / "a", steps=4, **kw)
     assert P.pretrain_mini_clip(tmp_path / "b", steps=4, **kw)["weights_sha256"] == straight["weights_sha256"]
     P.pretrain_mini_clip(tmp_path / "c", steps=2, **kw)  # stops at the phase boundary, then resumes from it

@@ -45,7 +45,8 @@ def test_class_names_unique_and_sizes() -> None:
 
 def test_default_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PERLKIT_CACHE", str(tmp_path))
-    assert default_mini_root() == tmp_path / f"mini-{WORLD_VERSION}"
+    assert default_mini_root("1") == tmp_path / f"mini-{WORLD_VERSION}"  # this module is world 1's
+    assert default_mini_root() == tmp_path / "mini-2"  # the default world's
 
 
 def _tree_digest(root: Path) -> dict[str, str]:

@@ -76,12 +76,12 @@ def test_captions_name_a_swapped_class_by_its_partner_more_often_than_by_itself(
     assert abs((said["own"] + said["partner"]) / 600 - rate) < 0.06
 
 
-def test_world1_is_untouched_and_world2_has_its_own_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_world_has_its_own_identity_and_2_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert get_world("1").module.WORLD_VERSION == "1" and get_world("2").module.WORLD_VERSION == "2"
-    assert world_fingerprint() == world_fingerprint("1") != world_fingerprint("2")
+    assert world_fingerprint() == world_fingerprint("2") != world_fingerprint("1")
     assert world_fingerprint("2").startswith("mini-world-2-")
     monkeypatch.setenv("PERLKIT_CACHE", str(tmp_path))
-    assert default_mini_root("2") == tmp_path / "mini-2" != default_mini_root()
+    assert default_mini_root("2") == tmp_path / "mini-2" == default_mini_root() != default_mini_root("1")
     with pytest.raises(ValueError, match="unknown mini world '3'"):
         get_world("3")
 
@@ -109,8 +109,9 @@ def test_world2_ships_its_own_weights_and_commands_use_them(tmp_path: Path) -> N
     from perlkit.mini.weights import mini_weights_path
     from perlkit.profiles import get_profile
 
-    assert pretrain_out_dir(None, ship=True, world="2") == mini_weights_path("2").parent != mini_weights_path().parent
-    assert mini_weights_path("2").parent.name == "mini-2"
+    folder = mini_weights_path("2").parent
+    assert pretrain_out_dir(None, ship=True, world="2") == folder != mini_weights_path("1").parent
+    assert mini_weights_path("2").parent.name == "mini-2" and mini_weights_path() == mini_weights_path("2")
     shipped = get_profile("mini", **world_overrides("2", None))
     assert (shipped.world, shipped.pretrained) == ("2", str(mini_weights_path("2")))
     candidate = get_profile("mini", **world_overrides("2", str(tmp_path / "mini-clip.pt")))

@@ -28,7 +28,9 @@ import perlkit
 from perlkit.book import REPOSITORY_URL, ParameterError, as_list, as_options, papermill_command, run_this_chapter
 
 ROOT = Path(__file__).resolve().parents[1]
-MINI_SHA256 = "abf6224d06b10d5bc43c393482af270b86d0a931a60d79561a8ca8e195cf5e36"
+#: each mini world's shipped weights (folder under perlkit/assets, sha256); world 2 is the default
+MINI_WEIGHTS = {"mini": "abf6224d06b10d5bc43c393482af270b86d0a931a60d79561a8ca8e195cf5e36",
+                "mini-2": "5e0e25c1c8775ee64fa475d054bbfc55921745995ba8dbdd1df48a207f72e2dd"}
 #: the example of each chapter's "run this chapter with other parameters" box (the cells the chapters get)
 RUN_BOX_EXAMPLES = {
     "01_introduction": {"template": "single", "samples": 8},
@@ -91,14 +93,15 @@ def test_wheel_carries_what_the_library_reads_and_nothing_of_the_repository(whee
     assert wheel.stat().st_size < 30e6, f"the wheel is {wheel.stat().st_size / 1e6:.1f} MB"
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        weights = zf.read("perlkit/assets/mini/mini-clip.pt")
+        weights = {folder: zf.read(f"perlkit/assets/{folder}/mini-clip.pt") for folder in MINI_WEIGHTS}
     assert {n.split("/")[0] for n in names} == {"perlkit", f"perlkit-{perlkit.__version__}.dist-info"}
-    for needed in ("perlkit/assets/mini/mini-clip.sha256", "perlkit/assets/mini/pretrain_log.json",
+    for needed in (*(f"perlkit/assets/{folder}/{name}" for folder in MINI_WEIGHTS
+                     for name in ("mini-clip.sha256", "pretrain_log.json")),
                    "perlkit/assets/reported/b2n.csv", "perlkit/assets/reported/sources.csv",
                    "perlkit/configs/mini-clip.json", "perlkit/configs/tiny-clip.json"):
         assert needed in names, needed
     assert not any("pretrain_ckpt" in n or "__pycache__" in n for n in names)
-    assert hashlib.sha256(weights).hexdigest() == MINI_SHA256
+    assert {folder: hashlib.sha256(data).hexdigest() for folder, data in weights.items()} == MINI_WEIGHTS
 
 
 def test_installed_wheel_runs_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
@@ -121,7 +124,7 @@ print(json.dumps({"file": perlkit.__file__, "checkout": files.in_checkout(), "co
     seen = json.loads(done.stdout)
     assert Path(seen["file"]).parent == installed / "perlkit", seen["file"]
     assert seen["checkout"] is False and seen["commit"] == "unknown"
-    assert Path(seen["weights"]).is_relative_to(installed) and seen["sha256"] == MINI_SHA256
+    assert Path(seen["weights"]).is_relative_to(installed) and seen["sha256"] == MINI_WEIGHTS["mini-2"]
     assert seen["b2n_rows"] > 100
     assert seen["read_dirs"] == [str(cwd.parent / "cache" / "results" / "mini")]  # the user cache only
     assert seen["bench_files"] == 0

@@ -20,15 +20,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 #: README commands not run here (hours on 2 cores), each with the test that checks where it writes
 TOO_LONG = {
-    "perlkit mini pretrain": "43 min; tests/test_faults_mini_data.py checks it writes to the cache without --ship",
+    "perlkit mini pretrain": "88 min; tests/test_faults_mini_data.py checks it writes to the cache without --ship",
     "perlkit results --profile mini": "hours; tests/test_faults.py::test_results_writes_to_the_cache_unless_shipped",
     "perlkit results --profile mini --verify 5": "minutes (random draws may hit ImageNet runs); tests/test_evidence.py",
     "perlkit smoke --device cuda --ship": "GPU and --ship on purpose; tests/test_smoke.py runs the CPU version",
-    "perlkit mini pretrain --world 2 --out DIR": "over an hour; tests/test_mini_world2.py covers world 2",
+    "perlkit mini pretrain --out DIR": "over an hour; tests/test_mini_world2.py covers world 2's schedule",
     "perlkit mini adaptation --methods mmrl --datasets dtd": "MMRL's own recipe, about 10 min; "
         "tests/test_calibrate.py::test_adaptation_compares_each_rivals_default_recipe_with_zero_shot",
-    "perlkit mini calibrate --world 2 --json":
-        "encodes all of world 2 (minutes); tests/test_candidates.py checks its weights against run 5's calibration",
+    "perlkit mini calibrate --world 1 --json":
+        "encodes all of world 1 (minutes); tests/test_calibrate.py covers the command on a small world",
 }
 
 

@@ -118,7 +118,8 @@ def test_labels_come_from_the_profile() -> None:
     assert report.model_label(get_profile("paper", model="ViT-B-16-quickgelu")) == "ViT-B-16-quickgelu"
     assert report.live_label(["dtd"], [1]) == "dtd; seed 1"
     assert report.live_label(["dtd", "eurosat"], [1, 2]) == "dtd, eurosat; seeds 1, 2"
-    assert report.source_titles("paper", ["dtd"], [3]) == ("paper (dtd; seed 3)", "paper, 11 datasets (precomputed)")
+    assert report.source_titles("paper", ["dtd"], [3]) == ("paper (dtd; seed 3)",
+                                                                 "paper, 11 datasets; seed 3 (precomputed)")
 
 
 def test_method_labels_join_registry_and_reported_names() -> None:
@@ -395,12 +396,15 @@ def test_mma_adapter_note() -> None:
     comparison = ZeroshotComparison(result, trained, 0.0525, predictions)
     grid = pd.DataFrame({"method": ["MMA", "zero-shot CLIP"] * 3, "dataset": ["dtd", "dtd", "eurosat", "eurosat",
                                                                               "average", "average"],
-                         "base": [1.0, 1.0, 2.0, 3.0, 0.0, 0.0], "novel": [1.0, 1.0, 2.0, 2.0, 0.0, 0.0]})
+                         "base": [1.0, 1.0, 2.0, 3.0, 0.0, 0.0], "novel": [1.0, 1.0, 2.0, 2.0, 0.0, 0.0],
+                         "hm": [1.0, 1.0, 2.0, 2.4, 1.5, 1.7]})
     note = report.mma_adapter_note(comparison, grid, "mini")
     assert "over the 7 SGD steps of the run its 1,234 adapter weights move by 5.25% of their initial norm" in note
     assert "multiplied by 0.001" in note and "on Flowers102 the logits move by at most 0.023" in note
     assert "1 of the 50 test predictions differs" in note
-    assert "equal zero-shot CLIP's on 1 of 11 datasets" in note and "on the mini CLIP, MMA is" in note
+    assert "equal zero-shot CLIP's on 1 of 11 datasets" in note
+    assert "average HM is 1.50 against zero-shot CLIP's 1.70" in note
+    assert "at this training budget on the mini CLIP, not a measurement" in note
     assert "11-dataset grid" not in report.mma_adapter_note(comparison, None, "paper")
 
 

@@ -439,6 +439,17 @@ def view_robustness(
     return row
 
 
+def recorded_views(weights_sha256: str) -> dict[str, Any] | None:
+    """The ``perlkit mini views`` record of these frozen weights, if a checkout holds one (``data/candidates/*/
+    views.json``, whose ``weights_sha256`` is the backbone's, as in the calibration): measuring it again encodes
+    every benchmark's training shots under several crops, minutes a chapter should not spend. None otherwise."""
+    for path in sorted((files.REPO_DATA / "candidates").glob("*/views.json")):
+        record = json.loads(path.read_text())
+        if record.get("weights_sha256") == weights_sha256:
+            return {**record, "path": path.relative_to(files.REPO_DATA.parent).as_posix()}
+    return None
+
+
 def view_robustness_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per benchmark and a mean row: accuracies as rendered and under each training crop."""
     table = pd.DataFrame(rows).set_index("dataset").rename(index=lambda n: DISPLAY_NAMES.get(n, n))
@@ -600,6 +611,46 @@ def calibration_table(report: dict[str, Any]) -> pd.DataFrame:
             "real steps": r["real_steps_one_epoch"],
         })
     return pd.DataFrame(rows).set_index("benchmark")
+
+
+def calibration_verdict(report: dict[str, Any]) -> str:
+    """What the bars mean for the later chapters, in one sentence chosen by the bars' outcome (never typed)."""
+    who = report["profile"]
+    if report["summary"]["all_pass"]:
+        return (f"Every bar passes, so the {who} profile leaves room to adapt where the real benchmarks do, and the "
+                f"later chapters' {who} numbers can test whether a method uses it")
+    return (f"Not every bar passes: where the probe gains little or loses, the {who} image features carry hardly more "
+            f"class information than the prompts already state, so the later chapters' {who} numbers test that the "
+            "code runs and behaves, not whether PERL's claims hold")
+
+
+def adaptation_verdict(summary: dict[str, Any] | None) -> str:
+    """``report.stored_adaptation``'s outcome in words: how many rivals reach the bar (on the seeds' mean gain), and
+    whether any seed alone does when none does on average."""
+    from perlkit.plots import method_label
+
+    if summary is None:
+        return "the bar cannot be read: not all of its runs are stored"
+    rows = summary["methods"]
+    passed = [method_label(m) for m, r in rows.items() if r["pass"]]
+    if len(passed) == len(rows):
+        return "every rival reaches it"
+    if passed:
+        return f"{len(passed)} of {len(rows)} rivals reach it ({', '.join(passed)})"
+    any_seed = any(g >= ADAPTATION_BAR for gains in summary["seed_gains"].values() for g in gains.values())
+    return "no rival reaches it" + ("" if any_seed else ", at any seed")
+
+
+def views_sentence(views: dict[str, Any] | None) -> str:
+    """The recorded crop probe (``recorded_views``) in words: mean headroom over the benchmarks on the shots as
+    rendered and under each training crop the recipes use."""
+    if views is None:
+        return "has no record for these weights"
+    mean = pd.DataFrame(views["benchmarks"]).mean(numeric_only=True)
+    gain = {key: mean[key] - mean["zeroshot_base"] for key in ("probe_unified_crop", "probe_dassl_crop", "probe_base")}
+    return (f"finds that it keeps {gain['probe_unified_crop']:+.2f} points over zero-shot under the (0.5, 1) crops of "
+            f"MMRL and MMRL++ and {gain['probe_dassl_crop']:+.2f} under Dassl's (0.08, 1) crops of MMA and R-MMA, "
+            f"against {gain['probe_base']:+.2f} on the shots as rendered")
 
 
 def bars_table(report: dict[str, Any]) -> pd.DataFrame:

@@ -122,7 +122,7 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     from perlkit.experiments.calibration import SEED, VIEW_DRAWS
     from perlkit.mini.worlds import DEFAULT_WORLD, WORLDS
     mini = subparsers.add_parser("mini", help="synthetic mini world and mini CLIP")
-    world_help = f"world version (default {DEFAULT_WORLD}, the book's; 2 is issue 13's world, calibrated run 5)"
+    world_help = f"world version (default {DEFAULT_WORLD}, the book's: issue 13's world, run 5; 1 is the first world)"
     sub = mini.add_subparsers(dest="mini_command", required=True)
     b = sub.add_parser("build", help="render the 15 mini benchmarks in CoOp layouts")
     b.add_argument("--root", default=None, help="target folder (default: $PERLKIT_CACHE/mini-<version>)")

@@ -354,9 +354,10 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int | None = N
     start, curve, evals, elapsed = 0, [], [], 0.0
     if ckpt.exists():
         st = load_resume_state(ckpt)
-        # resume a run of the same seed/batch whose checkpoint lies on this schedule (a phase-boundary run counts)
+        # resume a run of the same seed/batch and world whose checkpoint lies on this schedule (a phase-boundary run
+        # counts); a checkpoint recording no world is world 1's (older code recorded only other worlds)
         if st["seed"] == seed and st["batch_size"] == bs and st["step"] <= steps and (
-                st["steps"] == steps or st["steps"] in _boundaries(phases)) and st.get("world", DEFAULT_WORLD) == world:
+                st["steps"] == steps or st["steps"] in _boundaries(phases)) and st.get("world", "1") == world:
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
             start, curve, evals, elapsed = st["step"], st["curve"], st["evals"], st["elapsed"]
@@ -398,7 +399,7 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int | None = N
             save_resume_state(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "step": done,
                                      "seed": seed, "steps": steps, "batch_size": bs, "curve": curve,
                                      "evals": evals, "elapsed": time.time() - t0, "torch_rng": torch.get_rng_state(),
-                                     **({"world": world} if world != DEFAULT_WORLD else {})})
+                                     "world": world})
     wall = time.time() - t0
     weights = out_dir / "mini-clip.pt"
     sha = save_fp16_state_dict(model, weights)

@@ -1,5 +1,5 @@
 """Drawing primitives that world 2 adds to the world-1 renderer (``render.py`` stays byte-identical, so results made
-on world 1 keep their fingerprint while world 2 is a candidate).
+on world 1 keep their fingerprint beside world 2's).
 
 World 2 needs more classes per benchmark (the real benchmarks' one-epoch budgets) that a 64 px encoder can still
 tell apart, so what it adds is large: a wagon body and a livery trim for cars, a stretched fuselage and a T-tail for

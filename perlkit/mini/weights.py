@@ -21,7 +21,7 @@ def register_mini_config() -> None:
 
 
 def mini_weights_path(world: str = DEFAULT_WORLD) -> Path:
-    """Path of a world's shipped weights file, e.g. perlkit/assets/mini/mini-clip.pt for world 1 (package data)."""
+    """Path of a world's shipped weights file, e.g. perlkit/assets/mini-2/mini-clip.pt for world 2 (package data)."""
     return package_path(*get_world(world).weights_dir, "mini-clip.pt")
 
 
@@ -37,7 +37,7 @@ def restore_advice(name: str = "mini-clip.pt", world: str = DEFAULT_WORLD) -> st
 
 
 def expected_sha256(world: str = DEFAULT_WORLD) -> str:
-    """The recorded sha256 of a world's shipped weights (e.g. perlkit/assets/mini/mini-clip.sha256)."""
+    """The recorded sha256 of a world's shipped weights (e.g. perlkit/assets/mini-2/mini-clip.sha256)."""
     f = mini_weights_path(world).with_suffix(".sha256")
     if not f.is_file():
         raise FileNotFoundError(f"{f} is missing; {restore_advice(f.name, world)}.")

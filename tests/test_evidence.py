@@ -99,3 +99,20 @@ def test_a_transfer_result_counts_the_test_images_of_every_target() -> None:
     check = Verification(RunSpec("imagenet_transfer", "zeroshot", "imagenet"), amd["metrics"], intel["metrics"],
                          True, "CPU: AMD EPYC (1 thread)", "CPU: Intel(R) Xeon(R) Processor (1 thread)", images)
     assert check.images_apart == {"sun397": 1} and check.verdict == "one-image"
+
+
+def test_verify_command_accepts_one_image_across_cpus_unless_exact(monkeypatch, capsys) -> None:
+    from perlkit.cli import main
+    from perlkit.experiments import sweeps
+
+    stored = {"base": 50.0, "novel": 50.0, "hm": 50.0}
+    moved = {"base": 50.0, "novel": 50.25, "hm": 50.12468827930175}
+    check = sweeps.Verification(RunSpec("b2n", "zeroshot", "eurosat"), stored, moved, True, "CPU: AMD EPYC",
+                                "CPU: Intel Xeon", {"base": 400, "novel": 400})
+    monkeypatch.setattr(sweeps, "verify_results", lambda *args, **kwargs: [check])
+    assert main(["results", "--profile", "mini", "--verify", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("one-image") and "novel by 1 test image" in out
+    assert "0 of 1 identical, 1 within one test image made on another CPU model" in err
+    assert main(["results", "--profile", "mini", "--verify", "1", "--exact"]) == 1
+    assert "1 DIFFERENT" in capsys.readouterr().err

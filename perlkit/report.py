@@ -795,9 +795,9 @@ def stored_adaptation(session: Session, seeds: Sequence[int]) -> tuple[dict[str,
 
     zeroshot = base.pop("zeroshot")
     summary = adaptation_summary(mean_over_seeds(zeroshot), {m: mean_over_seeds(base[m]) for m in methods})
+    per_seed = {s: adaptation_summary(zeroshot[s], {m: base[m][s] for m in methods})["methods"] for s in seeds}
     summary["seeds"] = list(seeds)
-    summary["seed_gains"] = {m: {s: adaptation_summary(zeroshot[s], {m: base[m][s]})["methods"][m]["mean_gain"]
-                                 for s in seeds} for m in methods}
+    summary["seed_gains"] = {m: {s: per_seed[s][m]["mean_gain"] for s in seeds} for m in methods}
     return summary, grid
 
 

@@ -81,8 +81,9 @@ def cmd_results(args: argparse.Namespace) -> int:
         return 0
     if args.verify is not None:
         checks = sweeps.verify_results(profile, args.verify, args.seed, out=out)
-        for check in checks:
-            print(f"{check.verdict:<10} {check.spec.filename}: stored {check.stored} recomputed {check.recomputed}"
+        for check in checks:  # under --exact, only identical passes: a one-image line says DIFFERENT like its count
+            verdict = "DIFFERENT" if args.exact and not check.identical else check.verdict
+            print(f"{verdict:<10} {check.spec.filename}: stored {check.stored} recomputed {check.recomputed}"
                   f"{'' if check.current else ' (stored fingerprint stale)'}"
                   f"{f' ({check.explanation()})' if not check.identical else ''}")
         identical = sum(c.identical for c in checks)

@@ -26,9 +26,9 @@ import pandas as pd
 
 from perlkit import plots
 from perlkit.data import B2N_DATASETS, DG_TARGETS, XD_TARGETS
-from perlkit.experiments import Session, b2n_specs, harmonic_mean, transfer_specs
+from perlkit.experiments import Session, ablation_specs, b2n_specs, harmonic_mean, transfer_specs
 from perlkit.methods import list_methods
-from perlkit.report import ShippedGrid, shipped_grid
+from perlkit.report import ShippedGrid, precomputed_ablations, shipped_grid
 from perlkit.reported import load_reported
 
 HOLDS, NOT_SEEN, CONTRADICTED, NOT_TESTED = "holds", "not seen", "contradicted", "not tested"
@@ -294,8 +294,10 @@ def conclusion(table: pd.DataFrame, profile: str = "mini") -> str:
     checked = len(table) - counts.get(NOT_TESTED, 0)
     parts = [f"{counts.get(v, 0)} {v}" for v in (HOLDS, NOT_SEEN, CONTRADICTED, "no result") if counts.get(v, 0)]
     text = (f"On the {profile} profile, claims checked on executed runs: {checked} of {len(table)} "
-            f"({', '.join(parts) or 'none'}); not tested here: {counts.get(NOT_TESTED, 0)} (other methods, parameter "
-            "counts or cost models, each with its reason).")
+            f"({', '.join(parts) or 'none'})")
+    untested = counts.get(NOT_TESTED, 0)
+    text += (f"; not tested here: {untested} (other methods, parameter counts or cost models, each with its reason)."
+             if untested else ".")
     checked_rows = table[table["verdict"].isin([HOLDS, NOT_SEEN, CONTRADICTED])]
     lines = [f"* {row['claim']}: **{row['verdict']}** ({row['measured here']}: {row['value']:+.2f}, 95% interval "
              f"{row['95% interval']})" for _, row in checked_rows.iterrows()]
@@ -324,6 +326,116 @@ def executed_findings(session: Session, seeds: Sequence[int] = (1,),
     """``findings_table`` on ``executed_grid``: the claims table a page shows, and the grid it rests on."""
     grid = executed_grid(session, seeds)
     return findings_table(grid.results, chapter), grid
+
+
+# ---------------------------------------------------------------------------------------------- ablation claims
+BEST_OTHER = "best other value"
+
+
+@dataclass(frozen=True)
+class AblationClaim:
+    """One of the paper's ablation findings as a difference of two mean HMs over the base-to-novel datasets: the
+    value the paper puts ahead (``better``) minus the one it is compared with (``than``: a value, or the best of all
+    the others). It holds when the 95% interval of that difference lies above 0."""
+
+    kind: str  # the ablation (``perlkit.experiments.ABLATIONS``)
+    table: str  # where its reported numbers are (``report.reported_ablation``)
+    claim: str  # the paper's words, or what its numbers show where no sentence says it
+    where: str
+    better: str
+    than: str
+
+
+ABLATION_CLAIMS: tuple[AblationClaim, ...] = (
+    AblationClaim("steps", "fig3b", "“Performance improves steadily from one to four reasoning steps”",
+                  "§4.4 (Fig. 3b)", "4", "1"),
+    AblationClaim("layer", "fig3a", "“Performance peaks at layer 7” (J of the vision encoder there; of both "
+                  "encoders here)", "Fig. 3a", "7", BEST_OTHER),
+    AblationClaim("modality", "3", "“text-only reasoning yields stronger gains than vision-only”", "Table 3",
+                  "text", "vision"),
+    AblationClaim("modality", "3", "“refining the textual decision space alone is insufficient” (both "
+                  "encoders above text only)", "Table 3", "both", "text"),
+    AblationClaim("variant", "4", "Table 4's numbers (no sentence): injecting at the embedding (PERL-Early) is far "
+                  "below the default", "Table 4", "shared", "early"),
+    AblationClaim("variant", "4", "Table 4's numbers (no sentence): one projector per depth and step "
+                  "(PERL-LayerStep) is the best loop", "Table 4", "layerstep", BEST_OTHER),
+)
+
+
+def _label(kind: str, value: str) -> str:
+    return {"steps": f"K={value}", "layer": f"J={value}"}.get(kind, value)
+
+
+def _claim_difference(claim: AblationClaim, hm: Mapping[str, Estimate]) -> tuple[Estimate, str] | None:
+    """``better`` minus ``than`` (or minus the best other value) on ``hm`` (value -> estimate), and which value was
+    subtracted; None when a value is missing."""
+    if claim.better not in hm:
+        return None
+    if claim.than == BEST_OTHER:
+        others = {v: e for v, e in hm.items() if v != claim.better}
+        if not others:
+            return None
+        than = max(others, key=lambda v: others[v].value)
+    elif claim.than in hm:
+        than = claim.than
+    else:
+        return None
+    return hm[claim.better] - hm[than], than
+
+
+def stored_ablation_pairs(grids: Mapping[str, ShippedGrid], seeds: Sequence[int],
+                          profile: str) -> dict[str, list[tuple[str, Mapping]]]:
+    """(value, result) pairs of each complete ablation grid (``report.precomputed_ablations``'s second part: every
+    value on every base-to-novel dataset at ``seeds``), the form ``ablation_verdicts`` reads."""
+    out = {}
+    for kind, grid in grids.items():
+        if grid.complete:
+            specs = ablation_specs(kind, None, B2N_DATASETS, list(seeds), profile)
+            out[kind] = [(str(v), r) for (v, _), r in zip(specs, grid.results, strict=True)]
+    return out
+
+
+def ablation_verdicts(pairs: Mapping[str, Iterable[tuple[str, Mapping]]]) -> pd.DataFrame:
+    """Each of ``ABLATION_CLAIMS``: the paper's own difference (from its reported HMs), the executed one (mean HM over
+    the datasets, over seeds when there are several) with its 95% interval, and the verdict; "no result" where the
+    ablation's grid is not given (``stored_ablation_pairs`` gives only complete grids)."""
+    hm_by_kind = {kind: _mean_hm_by_value(list(p)) for kind, p in pairs.items()}
+    seeds = sorted({len(e.per_seed) or 1 for hm in hm_by_kind.values() for e in hm.values()})
+    rows = []
+    for claim in ABLATION_CLAIMS:
+        reported = {v: Estimate(h, 0.0) for v, h in _reported_hm(claim.table).items()}
+        paper = _claim_difference(claim, reported)
+        executed = _claim_difference(claim, hm_by_kind.get(claim.kind, {}))
+        measured = (f"HM({_label(claim.kind, claim.better)}) − HM({_label(claim.kind, executed[1])})"
+                    if executed else f"HM({_label(claim.kind, claim.better)}) − HM({claim.than})")
+        rows.append({
+            "claim": claim.claim, "where": claim.where,
+            "paper": None if paper is None else round(paper[0].value, 2),
+            "paper compares with": "" if paper is None else _label(claim.kind, paper[1]),
+            "measured here": measured,  # of mean HMs over the base-to-novel datasets
+            "value": None if executed is None else round(executed[0].value, 2),
+            "95% interval": "" if executed is None else f"[{executed[0].low:.2f}, {executed[0].high:.2f}]",
+            "verdict": "no result" if executed is None else interval_verdict(executed[0]),
+        })
+    table = pd.DataFrame(rows)
+    table.attrs["seeds"] = seeds
+    return table
+
+
+def stored_ablation_verdicts(session: Session, seeds: Sequence[int] = (1,)) -> pd.DataFrame:
+    """``ablation_verdicts`` on the stored 11-dataset grids at ``seeds`` (nothing is trained; an incomplete grid
+    gives "no result" rows)."""
+    kinds = tuple(dict.fromkeys(claim.kind for claim in ABLATION_CLAIMS))
+    _, grids = precomputed_ablations(session, kinds, seeds)
+    return ablation_verdicts(stored_ablation_pairs(grids, seeds, session.profile.name))
+
+
+def _reported_hm(table: str) -> dict[str, float]:
+    """The paper's HM per value of one reported ablation, its values named as perlkit's."""
+    from perlkit.report import reported_ablation
+
+    frame = reported_ablation(table)
+    return dict(zip(frame["value"].astype(str), frame["hm"].astype(float), strict=True))
 
 
 # ---------------------------------------------------------------------------------------------- R-MMA's claims

@@ -84,3 +84,12 @@ def test_format_table_lists_methods_in_bench_order() -> None:
     rows = [line.split()[0] for line in text.splitlines()[2:12]]
     assert rows == ["zeroshot", "perl-k1", "perl-k2", "perl-k3", "perl", "perl-k5", "mma", "mmrl", "mmrlpp", "rmma"]
     assert "PERL (K=4) eval time / zero-shot: 2.71 (cost model 32/12 = 2.667)" in text
+
+
+def test_a_record_without_memory_step_says_why_from_its_settings() -> None:
+    # the H200 parts record set memory_classes to 0 on CUDA; its stored reason named only the CPU --quick default
+    record = bench.read_record(bench.BENCH_DIR / "paper-cuda-nvidia-h200-rmma-parts.json")
+    assert record.settings.memory_classes == 0
+    assert "CPU with --quick" in record.memory_1000_classes.skipped
+    assert record.memory_1000_classes.skip_reason == bench.record.NO_MEMORY_CLASSES
+    assert "0-class step: not measured: this record's settings set memory_classes to 0" in bench.format_table(record)

@@ -108,6 +108,35 @@ def test_rmma_removal_verdicts_follow_the_runs() -> None:
     assert table.loc["unshared", "verdict"].startswith("no claim")
 
 
+def test_ablation_claims_follow_the_runs() -> None:
+    """Each ablation claim is the difference the paper's numbers make, checked on the runs: a clear gain holds, a
+    clear loss is contradicted, a tie is not seen, and a claim against the best other value subtracts the best."""
+    shifts = {"steps": {"1": 0.0, "4": 5.0}, "layer": {"6": 0.0, "7": -5.0, "11": 1.0},
+              "modality": {"vision": 0.0, "text": 0.0, "both": 0.0}}
+    pairs = {kind: [(v, _b2n("perl", d, 70 + s, 70 + s, n=2000)) for v, s in values.items() for d in B2N_DATASETS]
+             for kind, values in shifts.items()}
+    table = F.ablation_verdicts(pairs).set_index("where")
+    steps, layer, variants = table.loc["§4.4 (Fig. 3b)"], table.loc["Fig. 3a"], table.loc["Table 4"]
+    assert steps["verdict"] == F.HOLDS and steps["value"] == pytest.approx(5.0)
+    assert steps["paper"] == pytest.approx(74.80 - 73.95) and steps["paper compares with"] == "K=1"
+    assert layer["verdict"] == F.CONTRADICTED and layer["value"] == pytest.approx(-6.0)  # 7 against 11, the best
+    assert layer["measured here"].startswith("HM(J=7) − HM(J=11)")
+    assert layer["paper"] == pytest.approx(74.79 - 74.44) and layer["paper compares with"] == "J=6"
+    assert list(table.loc["Table 3", "verdict"]) == [F.NOT_SEEN, F.NOT_SEEN]
+    assert list(variants["verdict"]) == ["no result", "no result"]  # no variant grid given
+    assert list(variants["paper"]) == [pytest.approx(74.79 - 65.15), pytest.approx(76.37 - 75.09)]
+    assert F.interval_note(table).startswith("95% intervals from test-set sampling alone (one seed")
+
+
+def test_ablation_claims_on_the_stored_seed_1_grid() -> None:
+    """The shipped mini ablation grid at seed 1 (world 2) gives the recorded differences (stop 38)."""
+    from perlkit.book import open_session
+
+    table = F.stored_ablation_verdicts(open_session("mini", None, None, None), [1])
+    assert list(table["value"]) == [-0.04, -0.37, -0.79, 0.34, 10.81, -0.67]
+    assert list(table["verdict"]) == [F.NOT_SEEN] * 4 + [F.HOLDS, F.NOT_SEEN]
+
+
 def test_chapter_conclusion_lists_each_checked_claim() -> None:
     table = F.findings_table(_grid(8.0), chapter=("§4 (Table 1)", "App. B (Table 5)"))
     assert set(table["where"]) == {"§4 (Table 1)", "App. B (Table 5)"}

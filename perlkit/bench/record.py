@@ -101,7 +101,20 @@ class MemoryRecord:
     batch: int
     text_tokens: int | None = None
     runs: dict[str, MemoryRun] = field(default_factory=dict)
-    skipped: str | None = None  # why a run (or all of them) was not made
+    skipped: str | None = None  # why a run (or all of them) was not made, as the run wrote it
+
+    @property
+    def skip_reason(self) -> str | None:
+        """Why a run is missing, for tables: a record made with ``memory_classes = 0`` says so from its settings
+        (records written before this property carry a reason that named only the CPU ``--quick`` default)."""
+        if not self.classes:
+            return NO_MEMORY_CLASSES
+        return self.skipped
+
+
+#: why a record has no memory step: its settings asked for none
+NO_MEMORY_CLASSES = ("not measured: this record's settings set memory_classes to 0 (the default of --quick for "
+                     "ViT-B/16 on CPU, and of records that time other parts)")
 
 
 @dataclass

@@ -34,6 +34,7 @@ from perlkit.bench.measure import (
     timer_name,
 )
 from perlkit.bench.record import (
+    NO_MEMORY_CLASSES,
     SCHEMA,
     BenchRecord,
     CostModel,
@@ -234,8 +235,7 @@ def _memory_phase(bench: _Bench) -> MemoryRecord:
     settings = bench.settings
     memory = MemoryRecord(classes=settings.memory_classes, batch=settings.memory_batch)
     if not settings.memory_classes:
-        memory.skipped = ("not run: memory_classes is 0 (the default for ViT-B/16 on CPU with --quick, where one "
-                          "step takes minutes)")
+        memory.skipped = NO_MEMORY_CLASSES
         return memory
     prompts = synthetic_prompts(settings.memory_classes)
     memory.text_tokens = int(bench.backbone.tokenize(prompts).argmax(dim=-1).max()) + 1

@@ -105,8 +105,8 @@ def format_table(record: BenchRecord | Mapping[str, Any]) -> str:
         delta = f" (+{_fmt(run.peak_rss_delta_mb)} MB above the step's start)" if run.peak_rss_delta_mb else ""
         lines.append(f"PERL train step, {memory.classes} classes, batch {memory.batch}, {key}: {what} "
                      f"{_fmt(peak)} MB{delta}" + (f" (error: {run.error})" if run.error else ""))
-    if memory.skipped:
-        lines.append(f"{memory.classes:,}-class step: {memory.skipped}")
+    if memory.skip_reason:
+        lines.append(f"{memory.classes:,}-class step: {memory.skip_reason}")
     return "\n".join(lines)
 
 

@@ -601,19 +601,50 @@ def transfer_panel(frame: pd.DataFrame, datasets: Sequence[str]) -> pd.DataFrame
 
 
 def transfer_wide(frame: pd.DataFrame, datasets: Sequence[str], methods: Sequence[str] | None = None,
-                  average: str | None = None) -> pd.DataFrame:
+                  average: str | None = None, delta: str | None = None, gap: str | None = None) -> pd.DataFrame:
     """Accuracy per method (rows) and dataset (columns, display names), averaged over seeds, as the paper prints.
 
     ``frame`` is tidy (``method``, ``dataset``, ``accuracy``, optional ``seed``); ``average`` names the key of a
-    precomputed average (e.g. ``xd_average``) shown last as 'Average'.
+    precomputed average (e.g. ``xd_average``) shown last as 'Average'. With ``delta`` (a baseline method) and
+    several seeds, each other method adds a row of its mean difference to the baseline and a row of that
+    difference's 95% interval half width over seeds (``seed_half_width``): where the difference is smaller, it is
+    inside the noise of the few-shot sample. ``gap`` names a last column: the first dataset (the source) minus
+    ``average``, per seed, so its difference to the baseline gets an interval like the others.
     """
     methods = list(methods or dict.fromkeys(frame["method"]))
     columns = [*datasets, *([average] if average else [])]
+    if gap is not None and average is not None:
+        keys = ["method", "seed"] if "seed" in frame else ["method"]
+        per_run = frame.pivot_table(index=keys, columns="dataset", values="accuracy")
+        extra = (per_run[datasets[0]] - per_run[average]).rename("accuracy").reset_index().assign(dataset=gap)
+        frame, columns = pd.concat([frame, extra], ignore_index=True), [*columns, gap]
     mean = frame.groupby(["method", "dataset"], sort=False)["accuracy"].mean().unstack("dataset")
     wide = mean.reindex(index=methods, columns=columns)
+    labels = [METHOD_LABELS.get(m, m) for m in methods]
+    if delta is not None and "seed" in frame and frame["seed"].nunique() > 1:
+        per_seed = frame.pivot_table(index=["method", "seed"], columns="dataset", values="accuracy")
+        for method, label in zip(methods, list(labels), strict=True):
+            if method != delta:
+                gaps = (per_seed.loc[method] - per_seed.loc[delta]).reindex(columns=columns)
+                name = f"{label} − {METHOD_LABELS.get(delta, delta)}"
+                wide.loc[name] = gaps.mean()
+                wide.loc[f"{SEED_INTERVAL} ({label})"] = gaps.apply(lambda c: seed_half_width(list(c)))
+                labels += [name, f"{SEED_INTERVAL} ({label})"]
     wide.columns = [("Average" if c == average else display_name(c)) for c in columns]
-    wide.index = [METHOD_LABELS.get(m, m) for m in methods]
+    wide.index = labels
     return wide.round(2)
+
+
+#: the label of a column or row that holds half the 95% t-interval over seeds of the difference beside it
+SEED_INTERVAL = "± 95%"
+
+
+def seed_half_width(per_seed: Sequence[float]) -> float:
+    """Half the 95% t-interval of a mean over seeds (``perlkit.findings.Estimate``'s); NaN with one seed."""
+    from perlkit.findings import Estimate
+
+    values = tuple(float(v) for v in per_seed)
+    return Estimate(sum(values) / len(values), 0.0, values).half_width if len(values) > 1 else float("nan")
 
 
 #: reasoning-dynamics metrics (columns of ``perlkit.experiments.reasoning_dynamics``) and their axis labels
@@ -740,11 +771,15 @@ def method_label(name: str) -> str:
     return METHOD_LABELS.get(name, name)
 
 
-def b2n_wide(frame: pd.DataFrame, methods: Sequence[str] | None = None, delta: str | None = None) -> pd.DataFrame:
+def b2n_wide(frame: pd.DataFrame, methods: Sequence[str] | None = None, delta: str | None = None,
+             runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Base / Novel / HM per dataset (rows, paper order, average last) with one column block per method.
 
     ``frame`` is tidy (``method``, ``dataset``, ``base``, ``novel``, ``hm``), e.g. ``b2n_summary`` output or the
     reported rows. ``delta`` names a baseline method: a last column gives each other method's HM minus its HM.
+    ``runs``: the per-seed rows behind ``frame`` (``b2n_table``); with several seeds, each difference column is
+    followed by the half width of its 95% interval over seeds (``seed_half_width``; the average row's is that of
+    the per-seed mean over datasets).
     """
     from perlkit.data import DATASET_NAMES
 
@@ -762,8 +797,19 @@ def b2n_wide(frame: pd.DataFrame, methods: Sequence[str] | None = None, delta: s
                 label = f"Δ HM ({METHOD_LABELS.get(method, method)} − {METHOD_LABELS.get(delta, delta)})"
                 wide[(label, "")] = blocks[METHOD_LABELS.get(method, method)]["HM"] - blocks[
                     METHOD_LABELS.get(delta, delta)]["HM"]
+                if runs is not None and runs["seed"].nunique() > 1:
+                    wide[(label, SEED_INTERVAL)] = _hm_gap_half_widths(runs, method, delta, datasets)
     wide.index = [display_name(d) for d in datasets]
     return wide.round(2)
+
+
+def _hm_gap_half_widths(runs: pd.DataFrame, method: str, baseline: str, rows: Sequence[str]) -> list[float]:
+    """Per row of ``b2n_wide`` (a dataset, or 'average': the mean over the others), the seed interval half width
+    of ``method``'s HM minus ``baseline``'s."""
+    hm = runs.pivot_table(index=["method", "seed"], columns="dataset", values="hm")
+    gaps = hm.loc[method] - hm.loc[baseline]
+    datasets = [d for d in rows if d != "average"]
+    return [seed_half_width(list(gaps[datasets].mean(axis=1) if d == "average" else gaps[d])) for d in rows]
 
 
 # ================================================================================================================

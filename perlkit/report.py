@@ -30,7 +30,10 @@ from perlkit.experiments import (
     ablation_specs,
     ablation_summary,
     b2n_specs,
+    b2n_summary,
+    b2n_table,
 )
+from perlkit.experiments.ablations import HM_INTERVAL
 from perlkit.methods import Method, build_method, get_method_class, list_methods
 from perlkit.methods.perl import PERL_VARIANTS, PERLConfig
 from perlkit.mini.weights import MINI_MODEL
@@ -500,12 +503,18 @@ def ablation_table(
 ) -> pd.DataFrame:
     """One column group per source (``ablation_sources``), rows in the paper's order, two decimals and '–' where a
     source has no value; ``extra`` adds 'parameters' columns computed from each value."""
-    frames = {title: frame.set_index("value")[["base", "novel", "hm"]] for title, frame in sources}
+    frames = {title: frame.set_index("value")[["base", "novel", "hm", *_interval_column(frame)]]
+              for title, frame in sources}
     table = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=pd.Index([], name="value"))
     table = table.reindex(ablation_order(kind, list(table.index)))
     for name, values in (extra or {}).items():
         table[("parameters", name)] = [values(v) for v in table.index]
     return plots.text_table(table)
+
+
+def _interval_column(frame: pd.DataFrame) -> list[str]:
+    """The seed interval column of an executed source that has one (several seeds), else nothing."""
+    return [HM_INTERVAL] if HM_INTERVAL in frame and frame[HM_INTERVAL].notna().any() else []
 
 
 def hm_consistency(frame: pd.DataFrame, value: str = "J") -> pd.DataFrame:
@@ -594,6 +603,18 @@ def default_config_note(defaults: Sequence[tuple[str, str, pd.DataFrame | None]]
                    "checkout (`make results`).")
 
 
+def gap_comparison(table: pd.DataFrame, column: str, method: str = "PERL", baseline: str = "zero-shot CLIP") -> str:
+    """How ``method``'s value in ``column`` of a ``plots.transfer_wide`` table compares with ``baseline``'s: "wider
+    than" / "narrower than", or "within the seed noise of" where the table has the difference's seed interval and
+    the difference is inside it; with one seed (no interval) "wider than" / "no wider than" on the means."""
+    difference = f"{method} − {baseline}"
+    interval = f"{plots.SEED_INTERVAL} ({method})"
+    if difference in table.index and interval in table.index:
+        gap, half = table.loc[difference, column], table.loc[interval, column]
+        return "within the seed noise of" if abs(gap) <= half else "wider than" if gap > 0 else "narrower than"
+    return "wider than" if table.loc[method, column] > table.loc[baseline, column] else "no wider than"
+
+
 # ================================================================================================================
 # Chapter 10 (comparison)
 # ================================================================================================================
@@ -673,11 +694,41 @@ def reported_transfer(setting: str, xd_table: str, methods: Sequence[str]) -> pd
 
 def transfer_by_target(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """ImageNet-transfer results as one row per target (source ImageNet, the two averages, then every target) and
-    one column per method label, averaged over seeds: transposed, so that the table fits the page."""
-    rows = [{"method": plots.method_label(r["spec"]["method"]), **r["metrics"]} for r in results]
-    frame = pd.DataFrame(rows).groupby("method", sort=False).mean()
-    return frame[["imagenet", "xd_average", "dg_average", *XD_TARGETS, *DG_TARGETS]].T.rename(
-        index=plots.TABLE_LABELS)
+    one column per method label, averaged over seeds: transposed, so that the table fits the page. With several
+    seeds each average is followed by its ``seed_interval_row``."""
+    rows = [{"method": plots.method_label(r["spec"]["method"]), "seed": r["spec"]["seed"], **r["metrics"]}
+            for r in results]
+    runs = pd.DataFrame(rows)
+    frame = runs.drop(columns="seed").groupby("method", sort=False).mean()
+    table = frame[["imagenet", "xd_average", "dg_average", *XD_TARGETS, *DG_TARGETS]].T
+    if runs["seed"].nunique() > 1:
+        parts = [table.loc[["imagenet"]]]
+        for average in ("xd_average", "dg_average"):
+            interval = seed_interval_row(runs, average).rename(
+                f"{plots.SEED_INTERVAL} ({plots.TABLE_LABELS.get(average, average)})")
+            parts += [table.loc[[average]], interval.to_frame().T]
+        table = pd.concat([*parts, table.loc[[*XD_TARGETS, *DG_TARGETS]]])
+    return table.rename(index=plots.TABLE_LABELS)
+
+
+def hm_by_dataset(results: Sequence[dict[str, Any]], methods: Sequence[str]) -> pd.DataFrame:
+    """HM per base-to-novel dataset (rows, the paper's order, average last) and method (columns, by label), averaged
+    over seeds; with several seeds the average is followed by its ``seed_interval_row``."""
+    runs = b2n_table(results)
+    runs["method"] = runs["method"].map(plots.method_label)
+    summary = b2n_summary(runs)
+    table = summary.pivot(index="dataset", columns="method", values="hm")
+    table = table.reindex([*B2N_DATASETS, "average"])[[plots.method_label(m) for m in methods]]
+    if runs["seed"].nunique() > 1:
+        table.loc[f"{plots.SEED_INTERVAL} (average)"] = seed_interval_row(runs, "hm")
+    return table.rename(index=plots.TABLE_LABELS)
+
+
+def seed_interval_row(runs: pd.DataFrame, metric: str) -> pd.Series:
+    """Per method (``runs``: one row per run, with ``method``, ``seed`` and ``metric``; several datasets per seed are
+    averaged first): half the 95% t-interval over seeds of its mean, the noise a table's average row carries."""
+    per_seed = runs.groupby(["method", "seed"], sort=False)[metric].mean()
+    return per_seed.groupby(level="method", sort=False).apply(lambda v: plots.seed_half_width(list(v)))
 
 
 def hm_params_points(summary: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:

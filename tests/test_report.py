@@ -215,6 +215,24 @@ def test_ablation_summary_averages_per_value() -> None:
     summary = ablation_summary(pairs, results)
     average = summary[summary["dataset"] == "average"].set_index("value")
     assert average["hm"].to_dict() == {"1": 15.0, "2": 40.0} and average["params"].to_dict() == {"1": 7, "2": 14}
+    assert average["hm ±"].isna().all()  # one seed: no seed interval
+    assert "hm ±" not in report.ablation_table("steps", [("one seed", report.ablation_average(summary))]).columns
+
+
+def test_ablation_summary_gives_the_seed_interval_of_the_mean_hm() -> None:
+    """With seeds, an average row carries the half width of the 95% t-interval over seeds of the mean HM over
+    datasets (seed 1: 15, seed 2: 17 -> mean 16, stdev sqrt(2), t(1) = 12.706), and the table shows it."""
+    pairs = ablation_specs("steps", [1], ["dtd", "eurosat"], seeds=[1, 2])
+    hms = {(1, "dtd"): 10.0, (1, "eurosat"): 20.0, (2, "dtd"): 14.0, (2, "eurosat"): 20.0}
+    results = [{"spec": spec.to_dict(), "metrics": {"base": 1.0, "novel": 2.0, "hm": hms[(spec.seed, spec.dataset)]},
+                "trainable_params": 7} for _, spec in pairs]
+    summary = ablation_summary(pairs, results)
+    average = summary[summary["dataset"] == "average"].set_index("value")
+    assert average.loc["1", "hm"] == 16.0
+    assert average.loc["1", "hm ±"] == pytest.approx(12.706 * 2**0.5 / 2**0.5)
+    assert summary[summary["dataset"] != "average"]["hm ±"].isna().all()
+    table = report.ablation_table("steps", [("two seeds", report.ablation_average(summary))])
+    assert table.loc["1", ("two seeds", "hm ±")] == "12.71"
 
 
 def test_reported_ablations_use_perlkits_values() -> None:
@@ -379,12 +397,19 @@ def test_accuracy_against_parameters_points() -> None:
 
 def test_transfer_by_target_averages_seeds() -> None:
     names = ["imagenet", "xd_average", "dg_average", *XD_TARGETS, *DG_TARGETS]
-    payloads = [{"spec": {"method": method}, "metrics": {name: value + i for i, name in enumerate(names)}}
-                for method, value in (("perl", 10.0), ("zeroshot", 0.0), ("perl", 20.0))]
+    payloads = [{"spec": {"method": method, "seed": seed}, "metrics": {name: value + i for i, name in enumerate(names)}}
+                for method, value, seed in (("perl", 10.0, 1), ("zeroshot", 0.0, 1), ("perl", 20.0, 2),
+                                            ("zeroshot", 0.0, 2))]
     table = report.transfer_by_target(payloads)
     assert list(table.columns) == ["PERL", "zero-shot CLIP"]
-    assert list(table.index[:3]) == ["ImageNet", "cross-dataset average", "DG average"] and len(table) == len(names)
+    assert list(table.index[:5]) == ["ImageNet", "cross-dataset average", "± 95% (cross-dataset average)",
+                                     "DG average", "± 95% (DG average)"] and len(table) == len(names) + 2
     assert table.loc["ImageNet", "PERL"] == 15.0 and table.loc["DG average", "zero-shot CLIP"] == 2.0
+    # seeds 10 apart: stdev 7.07, mean's se 5, t(1) 12.706; zero-shot's seeds agree
+    assert table.loc["± 95% (DG average)", "PERL"] == pytest.approx(63.53)
+    assert table.loc["± 95% (DG average)", "zero-shot CLIP"] == 0.0
+    one_seed = report.transfer_by_target(payloads[:2])
+    assert list(one_seed.index[:3]) == ["ImageNet", "cross-dataset average", "DG average"]
 
 
 def test_mma_adapter_note() -> None:
@@ -594,3 +619,59 @@ def test_dynamics_ends_puts_step_zero_beside_the_last() -> None:
     assert list(ends.index) == ["DTD base", "DTD novel", "OxfordPets base", "OxfordPets novel"]
     assert {"accuracy (step 0)", "accuracy (step 2)", "brier (step 2)"} <= set(ends.columns)
     assert "accuracy (step 1)" not in ends.columns and ends["accuracy (step 2)"].eq(20.0).all()
+
+
+def _b2n_runs(hms: dict[tuple[str, str, int], float]) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "dataset": d, "seed": s, "base": hm, "novel": hm, "hm": hm}
+                         for (m, d, s), hm in hms.items()])
+
+
+def test_b2n_table_puts_the_seed_interval_beside_each_difference() -> None:
+    """Δ HM with seeds gets its 95% t half width (t(1) = 12.706): a per-dataset one, and the average row's from the
+    per-seed mean over datasets; one seed adds no column."""
+    from perlkit.experiments import b2n_summary
+
+    runs = _b2n_runs({("zeroshot", "dtd", 1): 50.0, ("zeroshot", "dtd", 2): 50.0, ("perl", "dtd", 1): 52.0,
+                      ("perl", "dtd", 2): 54.0, ("zeroshot", "eurosat", 1): 60.0, ("zeroshot", "eurosat", 2): 60.0,
+                      ("perl", "eurosat", 1): 60.0, ("perl", "eurosat", 2): 60.0})
+    wide = plots.b2n_wide(b2n_summary(runs), ["zeroshot", "perl"], delta="zeroshot", runs=runs)
+    label = "Δ HM (PERL − zero-shot CLIP)"
+    assert wide.loc["DTD", (label, "")] == 3.0 and wide.loc["DTD", (label, "± 95%")] == pytest.approx(12.71)
+    assert wide.loc["EuroSAT", (label, "± 95%")] == 0.0  # the same gap at both seeds
+    assert wide.loc["Average", (label, "± 95%")] == pytest.approx(6.35)  # seeds' mean gaps 1 and 2
+    one = runs[runs["seed"] == 1]
+    assert (label, "± 95%") not in plots.b2n_wide(b2n_summary(one), ["zeroshot", "perl"], "zeroshot", one).columns
+
+
+def test_transfer_table_adds_the_difference_its_interval_and_the_gap() -> None:
+    rows = [("zeroshot", 1, 40.0, 20.0), ("zeroshot", 2, 40.0, 20.0), ("perl", 1, 42.0, 20.0), ("perl", 2, 46.0, 20.0)]
+    tidy = pd.DataFrame([{"method": m, "seed": s, "dataset": d, "accuracy": v}
+                         for m, s, source, target in rows
+                         for d, v in (("imagenet", source), ("imagenet_v2", target), ("dg_average", target))])
+    wide = plots.transfer_wide(tidy, ["imagenet", "imagenet_v2"], ["zeroshot", "perl"], average="dg_average",
+                               delta="zeroshot", gap="gap")
+    assert list(wide.index) == ["zero-shot CLIP", "PERL", "PERL − zero-shot CLIP", "± 95% (PERL)"]
+    assert wide.loc["PERL", "gap"] == 24.0 and wide.loc["PERL − zero-shot CLIP", "gap"] == 4.0
+    assert wide.loc["± 95% (PERL)", "gap"] == pytest.approx(25.41) and wide.loc["± 95% (PERL)", "ImageNet-V2"] == 0
+    assert report.gap_comparison(wide, "gap") == "within the seed noise of"  # gaps 2 and 6: 4 < 25.41
+    assert report.gap_comparison(wide, "ImageNet") == "within the seed noise of"
+    assert report.gap_comparison(wide.drop(index="± 95% (PERL)"), "gap") == "wider than"  # means alone
+    narrow = wide.copy()
+    narrow.loc["PERL − zero-shot CLIP", "gap"], narrow.loc["± 95% (PERL)", "gap"] = -3.0, 1.0
+    assert report.gap_comparison(narrow, "gap") == "narrower than"
+    one = plots.transfer_wide(tidy[tidy["seed"] == 1], ["imagenet"], ["zeroshot", "perl"], "dg_average", "zeroshot",
+                              "gap")
+    assert list(one.index) == ["zero-shot CLIP", "PERL"] and report.gap_comparison(one, "gap") == "wider than"
+
+
+def test_hm_by_dataset_ends_with_the_seed_interval_of_each_average() -> None:
+    results = [{"spec": {"method": m, "dataset": d, "seed": s}, "metrics": {"base": hm, "novel": hm, "hm": hm},
+                "trainable_params": 0, "train": {}}
+               for m, shift in (("zeroshot", 0.0), ("perl", 1.0)) for s in (1, 2) for d, hm in
+               (("dtd", 40.0 + shift * s), ("eurosat", 60.0))]
+    table = report.hm_by_dataset(results, ["zeroshot", "perl"])
+    assert list(table.columns) == ["zero-shot CLIP", "PERL"]
+    assert table.loc["average", "PERL"] == pytest.approx(50.75)  # seeds: (41 + 60) / 2 and (42 + 60) / 2
+    assert table.loc["± 95% (average)", "PERL"] == pytest.approx(12.706 * 0.25, abs=1e-3)  # t(1) x se of the mean
+    assert table.loc["± 95% (average)", "zero-shot CLIP"] == 0.0
+    assert "± 95% (average)" not in report.hm_by_dataset(results[:2] + results[4:6], ["zeroshot", "perl"]).index

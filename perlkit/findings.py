@@ -33,8 +33,19 @@ from perlkit.reported import load_reported
 
 HOLDS, NOT_SEEN, CONTRADICTED, NOT_TESTED = "holds", "not seen", "contradicted", "not tested"
 #: two-sided 95% quantiles of Student's t for 1..9 degrees of freedom, then the normal one
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+        20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+        29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
 _Z95 = 1.96
+
+
+def t95(df: float) -> float:
+    """Two-sided 95% Student t quantile for ``df`` degrees of freedom (a Welch df is rounded down): exact for 1..30,
+    beyond that the quantile of the nearest tabulated df below (slightly wide, never narrow); normal from 1,000."""
+    if df >= 1000:
+        return _Z95
+    return _T95[max(k for k in _T95 if k <= max(1, int(df)))]
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,7 @@ class Estimate:
         """Half the 95% interval: t over seeds when there are several, else the normal one on ``se``."""
         if len(self.per_seed) > 1:
             n = len(self.per_seed)
-            return _T95.get(n - 1, _Z95) * statistics.stdev(self.per_seed) / math.sqrt(n)
+            return t95(n - 1) * statistics.stdev(self.per_seed) / math.sqrt(n)
         return _Z95 * self.se
 
     @property
@@ -64,7 +75,11 @@ class Estimate:
     def __sub__(self, other: Estimate) -> Estimate:
         paired = len(self.per_seed) == len(other.per_seed) > 1
         seeds = tuple(a - b for a, b in zip(self.per_seed, other.per_seed, strict=True)) if paired else ()
-        return Estimate(self.value - other.value, math.hypot(self.se, other.se), seeds)
+        se = math.hypot(self.se, other.se)
+        repeats = [len(s) for s in (self.per_seed, other.per_seed) if len(s) > 1]
+        if not paired and repeats:  # unequal seed counts: widen to the t quantile of the fewer seeds
+            se *= t95(min(repeats) - 1) / _Z95
+        return Estimate(self.value - other.value, se, seeds)
 
 
 def accuracy(percent: float, n: int) -> Estimate:
@@ -291,11 +306,13 @@ def conclusion(table: pd.DataFrame, profile: str = "mini") -> str:
     """The page's conclusion, counted from the verdicts (never typed): how many claims hold, and each one that does
     not, with its executed number."""
     counts = verdict_counts(table)
-    checked = len(table) - counts.get(NOT_TESTED, 0)
-    parts = [f"{counts.get(v, 0)} {v}" for v in (HOLDS, NOT_SEEN, CONTRADICTED, "no result") if counts.get(v, 0)]
+    missing, untested = counts.get("no result", 0), counts.get(NOT_TESTED, 0)
+    checked = len(table) - untested - missing
+    parts = [f"{counts.get(v, 0)} {v}" for v in (HOLDS, NOT_SEEN, CONTRADICTED) if counts.get(v, 0)]
     text = (f"On the {profile} profile, claims checked on executed runs: {checked} of {len(table)} "
             f"({', '.join(parts) or 'none'})")
-    untested = counts.get(NOT_TESTED, 0)
+    if missing:
+        text += f"; no result: {missing} (their runs are not stored for this code and these seeds)"
     text += (f"; not tested here: {untested} (other methods, parameter counts or cost models, each with its reason)."
              if untested else ".")
     checked_rows = table[table["verdict"].isin([HOLDS, NOT_SEEN, CONTRADICTED])]
@@ -307,7 +324,9 @@ def conclusion(table: pd.DataFrame, profile: str = "mini") -> str:
 def interval_note(table: pd.DataFrame) -> str:
     """What the intervals of a findings table rest on, in one sentence."""
     seeds = table.attrs.get("seeds", [])
-    if seeds and min(seeds) > 1:
+    if not seeds:
+        return "No executed run behind these claims, so no interval."
+    if min(seeds) > 1:
         return f"95% t-intervals over {min(seeds)} seeds."
     return ("95% intervals from test-set sampling alone (one seed; binomial errors, methods treated as independent, "
             "so conservative); seed-to-seed variation is not in them.")
@@ -363,6 +382,8 @@ ABLATION_CLAIMS: tuple[AblationClaim, ...] = (
 
 
 def _label(kind: str, value: str) -> str:
+    if value == BEST_OTHER:
+        return value
     return {"steps": f"K={value}", "layer": f"J={value}"}.get(kind, value)
 
 
@@ -406,8 +427,8 @@ def ablation_verdicts(pairs: Mapping[str, Iterable[tuple[str, Mapping]]]) -> pd.
         reported = {v: Estimate(h, 0.0) for v, h in _reported_hm(claim.table).items()}
         paper = _claim_difference(claim, reported)
         executed = _claim_difference(claim, hm_by_kind.get(claim.kind, {}))
-        measured = (f"HM({_label(claim.kind, claim.better)}) − HM({_label(claim.kind, executed[1])})"
-                    if executed else f"HM({_label(claim.kind, claim.better)}) − HM({claim.than})")
+        than = executed[1] if executed else claim.than
+        measured = f"HM({_label(claim.kind, claim.better)}) − HM({_label(claim.kind, than)})"
         rows.append({
             "claim": claim.claim, "where": claim.where,
             "paper": None if paper is None else round(paper[0].value, 2),
@@ -477,7 +498,7 @@ def _mean_difference(a: Sequence[float], b: Sequence[float]) -> Estimate:
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else math.inf
-    t = _T95.get(max(1, int(df)), _Z95 if df > 30 else 2.086)  # 2.086: t at 20 df, within 0.04 of 10..30 df
+    t = t95(df)
     return Estimate(statistics.fmean(a) - statistics.fmean(b), se * t / _Z95)
 
 

@@ -623,8 +623,9 @@ def transfer_wide(frame: pd.DataFrame, datasets: Sequence[str], methods: Sequenc
     labels = [METHOD_LABELS.get(m, m) for m in methods]
     if delta is not None and "seed" in frame and frame["seed"].nunique() > 1:
         per_seed = frame.pivot_table(index=["method", "seed"], columns="dataset", values="accuracy")
+        present = set(per_seed.index.get_level_values("method"))
         for method, label in zip(methods, list(labels), strict=True):
-            if method != delta:
+            if method != delta and {method, delta} <= present:  # a method without runs gets no difference
                 gaps = (per_seed.loc[method] - per_seed.loc[delta]).reindex(columns=columns)
                 name = f"{label} − {METHOD_LABELS.get(delta, delta)}"
                 wide.loc[name] = gaps.mean()
@@ -643,7 +644,7 @@ def seed_half_width(per_seed: Sequence[float]) -> float:
     """Half the 95% t-interval of a mean over seeds (``perlkit.findings.Estimate``'s); NaN with one seed."""
     from perlkit.findings import Estimate
 
-    values = tuple(float(v) for v in per_seed)
+    values = tuple(float(v) for v in per_seed if not math.isnan(float(v)))  # a seed one side lacks: left out
     return Estimate(sum(values) / len(values), 0.0, values).half_width if len(values) > 1 else float("nan")
 
 
@@ -797,7 +798,7 @@ def b2n_wide(frame: pd.DataFrame, methods: Sequence[str] | None = None, delta: s
                 label = f"Δ HM ({METHOD_LABELS.get(method, method)} − {METHOD_LABELS.get(delta, delta)})"
                 wide[(label, "")] = blocks[METHOD_LABELS.get(method, method)]["HM"] - blocks[
                     METHOD_LABELS.get(delta, delta)]["HM"]
-                if runs is not None and runs["seed"].nunique() > 1:
+                if runs is not None and runs["seed"].nunique() > 1 and {method, delta} <= set(runs["method"]):
                     wide[(label, SEED_INTERVAL)] = _hm_gap_half_widths(runs, method, delta, datasets)
     wide.index = [display_name(d) for d in datasets]
     return wide.round(2)
@@ -809,7 +810,8 @@ def _hm_gap_half_widths(runs: pd.DataFrame, method: str, baseline: str, rows: Se
     hm = runs.pivot_table(index=["method", "seed"], columns="dataset", values="hm")
     gaps = hm.loc[method] - hm.loc[baseline]
     datasets = [d for d in rows if d != "average"]
-    return [seed_half_width(list(gaps[datasets].mean(axis=1) if d == "average" else gaps[d])) for d in rows]
+    gaps = gaps.reindex(columns=datasets)  # a dataset one side lacks: NaN, so its seed's average is NaN too
+    return [seed_half_width(list(gaps.mean(axis=1, skipna=False) if d == "average" else gaps[d])) for d in rows]
 
 
 # ================================================================================================================

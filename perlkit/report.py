@@ -611,7 +611,8 @@ def gap_comparison(table: pd.DataFrame, column: str, method: str = "PERL", basel
     interval = f"{plots.SEED_INTERVAL} ({method})"
     if difference in table.index and interval in table.index:
         gap, half = table.loc[difference, column], table.loc[interval, column]
-        return "within the seed noise of" if abs(gap) <= half else "wider than" if gap > 0 else "narrower than"
+        if not pd.isna(half):
+            return "within the seed noise of" if abs(gap) <= half else "wider than" if gap > 0 else "narrower than"
     return "wider than" if table.loc[method, column] > table.loc[baseline, column] else "no wider than"
 
 
@@ -696,7 +697,7 @@ def transfer_by_target(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """ImageNet-transfer results as one row per target (source ImageNet, the two averages, then every target) and
     one column per method label, averaged over seeds: transposed, so that the table fits the page. With several
     seeds each average is followed by its ``seed_interval_row``."""
-    rows = [{"method": plots.method_label(r["spec"]["method"]), "seed": r["spec"]["seed"], **r["metrics"]}
+    rows = [{"method": plots.method_label(r["spec"]["method"]), "seed": r["spec"].get("seed", 1), **r["metrics"]}
             for r in results]
     runs = pd.DataFrame(rows)
     frame = runs.drop(columns="seed").groupby("method", sort=False).mean()
@@ -718,7 +719,8 @@ def hm_by_dataset(results: Sequence[dict[str, Any]], methods: Sequence[str]) -> 
     runs["method"] = runs["method"].map(plots.method_label)
     summary = b2n_summary(runs)
     table = summary.pivot(index="dataset", columns="method", values="hm")
-    table = table.reindex([*B2N_DATASETS, "average"])[[plots.method_label(m) for m in methods]]
+    datasets = [d for d in B2N_DATASETS if d in set(runs["dataset"])]
+    table = table.reindex(index=[*datasets, "average"], columns=[plots.method_label(m) for m in methods])
     if runs["seed"].nunique() > 1:
         table.loc[f"{plots.SEED_INTERVAL} (average)"] = seed_interval_row(runs, "hm")
     return table.rename(index=plots.TABLE_LABELS)

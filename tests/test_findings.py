@@ -128,6 +128,22 @@ def test_ablation_claims_follow_the_runs() -> None:
     assert F.interval_note(table).startswith("95% intervals from test-set sampling alone (one seed")
 
 
+def test_ablation_claims_without_runs_say_so() -> None:
+    table = F.ablation_verdicts({})
+    assert set(table["verdict"]) == {"no result"} and table["measured here"].iloc[0] == "HM(K=4) − HM(K=1)"
+    assert table["measured here"].iloc[1] == f"HM(J=7) − HM({F.BEST_OTHER})"
+    assert F.conclusion(table).startswith("On the mini profile, claims checked on executed runs: 0 of 6 (none); "
+                                          "no result: 6")
+    assert F.interval_note(table) == "No executed run behind these claims, so no interval."
+
+
+def test_t_quantiles_and_unpaired_seed_differences() -> None:
+    assert [F.t95(df) for df in (1, 2, 10, 19.7, 35, 5000)] == [12.706, 4.303, 2.228, 2.093, 2.042, 1.96]
+    three, two = F.Estimate(3.0, 1.0, (2.0, 3.0, 4.0)), F.Estimate(1.0, 1.0, (0.0, 2.0))
+    unpaired = three - two  # seed counts differ: no pairing, the t quantile of the fewer seeds (df 1)
+    assert unpaired.per_seed == () and unpaired.half_width == pytest.approx(12.706 * math.sqrt(2))
+
+
 def test_ablation_claims_on_the_stored_seed_1_grid() -> None:
     """The shipped mini ablation grid at seed 1 (world 2) gives the recorded differences (stop 38)."""
     from perlkit.book import open_session

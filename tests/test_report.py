@@ -631,27 +631,36 @@ def test_b2n_table_puts_the_seed_interval_beside_each_difference() -> None:
     per-seed mean over datasets; one seed adds no column."""
     from perlkit.experiments import b2n_summary
 
-    runs = _b2n_runs({("zeroshot", "dtd", 1): 50.0, ("zeroshot", "dtd", 2): 50.0, ("perl", "dtd", 1): 52.0,
-                      ("perl", "dtd", 2): 54.0, ("zeroshot", "eurosat", 1): 60.0, ("zeroshot", "eurosat", 2): 60.0,
-                      ("perl", "eurosat", 1): 60.0, ("perl", "eurosat", 2): 60.0})
+    # zero-shot moves with the seed as PERL does (50 -> 53 on DTD): the interval is on the paired gap (2 and 1),
+    # narrower than PERL's own spread (52 -> 54) would give
+    runs = _b2n_runs({("zeroshot", "dtd", 1): 50.0, ("zeroshot", "dtd", 2): 53.0, ("perl", "dtd", 1): 52.0,
+                      ("perl", "dtd", 2): 54.0, ("zeroshot", "eurosat", 1): 60.0, ("zeroshot", "eurosat", 2): 61.0,
+                      ("perl", "eurosat", 1): 60.0, ("perl", "eurosat", 2): 61.0})
     wide = plots.b2n_wide(b2n_summary(runs), ["zeroshot", "perl"], delta="zeroshot", runs=runs)
     label = "Δ HM (PERL − zero-shot CLIP)"
-    assert wide.loc["DTD", (label, "")] == 3.0 and wide.loc["DTD", (label, "± 95%")] == pytest.approx(12.71)
+    assert wide.loc["DTD", (label, "")] == 1.5 and wide.loc["DTD", (label, "± 95%")] == pytest.approx(6.35)
     assert wide.loc["EuroSAT", (label, "± 95%")] == 0.0  # the same gap at both seeds
-    assert wide.loc["Average", (label, "± 95%")] == pytest.approx(6.35)  # seeds' mean gaps 1 and 2
+    assert wide.loc["Average", (label, "± 95%")] == pytest.approx(3.18)  # seeds' mean gaps 1 and 0.5
+    # a method without runs gets no difference; a seed one side lacks is left out of the interval
+    assert (label, "± 95%") not in plots.b2n_wide(b2n_summary(runs), ["zeroshot", "perl"], "zeroshot",
+                                                  runs[runs["method"] == "zeroshot"]).columns
+    gappy = runs.drop(runs[(runs["method"] == "perl") & (runs["dataset"] == "eurosat") & (runs["seed"] == 2)].index)
+    partial = plots.b2n_wide(b2n_summary(gappy), ["zeroshot", "perl"], "zeroshot", gappy)
+    assert partial.loc["DTD", (label, "± 95%")] == pytest.approx(6.35)
+    assert pd.isna(partial.loc["EuroSAT", (label, "± 95%")]) and pd.isna(partial.loc["Average", (label, "± 95%")])
     one = runs[runs["seed"] == 1]
     assert (label, "± 95%") not in plots.b2n_wide(b2n_summary(one), ["zeroshot", "perl"], "zeroshot", one).columns
 
 
 def test_transfer_table_adds_the_difference_its_interval_and_the_gap() -> None:
-    rows = [("zeroshot", 1, 40.0, 20.0), ("zeroshot", 2, 40.0, 20.0), ("perl", 1, 42.0, 20.0), ("perl", 2, 46.0, 20.0)]
+    rows = [("zeroshot", 1, 40.0, 20.0), ("zeroshot", 2, 41.0, 20.0), ("perl", 1, 42.0, 20.0), ("perl", 2, 47.0, 20.0)]
     tidy = pd.DataFrame([{"method": m, "seed": s, "dataset": d, "accuracy": v}
                          for m, s, source, target in rows
                          for d, v in (("imagenet", source), ("imagenet_v2", target), ("dg_average", target))])
     wide = plots.transfer_wide(tidy, ["imagenet", "imagenet_v2"], ["zeroshot", "perl"], average="dg_average",
                                delta="zeroshot", gap="gap")
     assert list(wide.index) == ["zero-shot CLIP", "PERL", "PERL − zero-shot CLIP", "± 95% (PERL)"]
-    assert wide.loc["PERL", "gap"] == 24.0 and wide.loc["PERL − zero-shot CLIP", "gap"] == 4.0
+    assert wide.loc["PERL", "gap"] == 24.5 and wide.loc["PERL − zero-shot CLIP", "gap"] == 4.0  # paired: 2 and 6
     assert wide.loc["± 95% (PERL)", "gap"] == pytest.approx(25.41) and wide.loc["± 95% (PERL)", "ImageNet-V2"] == 0
     assert report.gap_comparison(wide, "gap") == "within the seed noise of"  # gaps 2 and 6: 4 < 25.41
     assert report.gap_comparison(wide, "ImageNet") == "within the seed noise of"
@@ -659,6 +668,10 @@ def test_transfer_table_adds_the_difference_its_interval_and_the_gap() -> None:
     narrow = wide.copy()
     narrow.loc["PERL − zero-shot CLIP", "gap"], narrow.loc["± 95% (PERL)", "gap"] = -3.0, 1.0
     assert report.gap_comparison(narrow, "gap") == "narrower than"
+    narrow.loc["± 95% (PERL)", "gap"] = float("nan")  # no interval: the means decide
+    assert report.gap_comparison(narrow, "gap") == "wider than"
+    no_perl = plots.transfer_wide(tidy, ["imagenet"], ["zeroshot", "perl", "mma"], "dg_average", "zeroshot")
+    assert list(no_perl.index) == ["zero-shot CLIP", "PERL", "MMA", "PERL − zero-shot CLIP", "± 95% (PERL)"]
     one = plots.transfer_wide(tidy[tidy["seed"] == 1], ["imagenet"], ["zeroshot", "perl"], "dg_average", "zeroshot",
                               "gap")
     assert list(one.index) == ["zero-shot CLIP", "PERL"] and report.gap_comparison(one, "gap") == "wider than"

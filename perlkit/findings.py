@@ -28,58 +28,11 @@ from perlkit import plots
 from perlkit.data import B2N_DATASETS, DG_TARGETS, XD_TARGETS
 from perlkit.experiments import Session, ablation_specs, b2n_specs, harmonic_mean, transfer_specs
 from perlkit.methods import list_methods
-from perlkit.report import ShippedGrid, precomputed_ablations, shipped_grid
+from perlkit.report import ShippedGrid, precomputed_ablations, reported_ablation, shipped_grid
 from perlkit.reported import load_reported
+from perlkit.stats import _Z95, Estimate, t95
 
 HOLDS, NOT_SEEN, CONTRADICTED, NOT_TESTED = "holds", "not seen", "contradicted", "not tested"
-#: two-sided 95% quantiles of Student's t for 1..9 degrees of freedom, then the normal one
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-        20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
-        29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
-_Z95 = 1.96
-
-
-def t95(df: float) -> float:
-    """Two-sided 95% Student t quantile for ``df`` degrees of freedom (a Welch df is rounded down): exact for 1..30,
-    beyond that the quantile of the nearest tabulated df below (slightly wide, never narrow); normal from 1,000."""
-    if df >= 1000:
-        return _Z95
-    return _T95[max(k for k in _T95 if k <= max(1, int(df)))]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A number with its standard error (per-seed values kept, so several seeds can give a t-interval)."""
-
-    value: float
-    se: float
-    per_seed: tuple[float, ...] = ()
-
-    @property
-    def half_width(self) -> float:
-        """Half the 95% interval: t over seeds when there are several, else the normal one on ``se``."""
-        if len(self.per_seed) > 1:
-            n = len(self.per_seed)
-            return t95(n - 1) * statistics.stdev(self.per_seed) / math.sqrt(n)
-        return _Z95 * self.se
-
-    @property
-    def low(self) -> float:
-        return self.value - self.half_width
-
-    @property
-    def high(self) -> float:
-        return self.value + self.half_width
-
-    def __sub__(self, other: Estimate) -> Estimate:
-        paired = len(self.per_seed) == len(other.per_seed) > 1
-        seeds = tuple(a - b for a, b in zip(self.per_seed, other.per_seed, strict=True)) if paired else ()
-        se = math.hypot(self.se, other.se)
-        repeats = [len(s) for s in (self.per_seed, other.per_seed) if len(s) > 1]
-        if not paired and repeats:  # unequal seed counts: widen to the t quantile of the fewer seeds
-            se *= t95(min(repeats) - 1) / _Z95
-        return Estimate(self.value - other.value, se, seeds)
 
 
 def accuracy(percent: float, n: int) -> Estimate:
@@ -422,10 +375,11 @@ def ablation_verdicts(pairs: Mapping[str, Iterable[tuple[str, Mapping]]]) -> pd.
     ablation's grid is not given (``stored_ablation_pairs`` gives only complete grids)."""
     hm_by_kind = {kind: _mean_hm_by_value(list(p)) for kind, p in pairs.items()}
     seeds = sorted({len(e.per_seed) or 1 for hm in hm_by_kind.values() for e in hm.values()})
+    reported = {table: {v: Estimate(h, 0.0) for v, h in _reported_hm(table).items()}
+                for table in dict.fromkeys(claim.table for claim in ABLATION_CLAIMS)}
     rows = []
     for claim in ABLATION_CLAIMS:
-        reported = {v: Estimate(h, 0.0) for v, h in _reported_hm(claim.table).items()}
-        paper = _claim_difference(claim, reported)
+        paper = _claim_difference(claim, reported[claim.table])
         executed = _claim_difference(claim, hm_by_kind.get(claim.kind, {}))
         than = executed[1] if executed else claim.than
         measured = f"HM({_label(claim.kind, claim.better)}) − HM({_label(claim.kind, than)})"
@@ -453,8 +407,6 @@ def stored_ablation_verdicts(session: Session, seeds: Sequence[int] = (1,)) -> p
 
 def _reported_hm(table: str) -> dict[str, float]:
     """The paper's HM per value of one reported ablation, its values named as perlkit's."""
-    from perlkit.report import reported_ablation
-
     frame = reported_ablation(table)
     return dict(zip(frame["value"].astype(str), frame["hm"].astype(float), strict=True))
 

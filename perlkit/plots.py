@@ -15,6 +15,7 @@ from perlkit.data import DISPLAY_NAMES
 from perlkit.experiments.ablations import ablation_order
 from perlkit.experiments.store import device_label
 from perlkit.reported import display_name  # chapters call it as plots.display_name
+from perlkit.stats import seed_half_width
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -638,14 +639,6 @@ def transfer_wide(frame: pd.DataFrame, datasets: Sequence[str], methods: Sequenc
 
 #: the label of a column or row that holds half the 95% t-interval over seeds of the difference beside it
 SEED_INTERVAL = "± 95%"
-
-
-def seed_half_width(per_seed: Sequence[float]) -> float:
-    """Half the 95% t-interval of a mean over seeds (``perlkit.findings.Estimate``'s); NaN with one seed."""
-    from perlkit.findings import Estimate
-
-    values = tuple(float(v) for v in per_seed if not math.isnan(float(v)))  # a seed one side lacks: left out
-    return Estimate(sum(values) / len(values), 0.0, values).half_width if len(values) > 1 else float("nan")
 
 
 #: reasoning-dynamics metrics (columns of ``perlkit.experiments.reasoning_dynamics``) and their axis labels

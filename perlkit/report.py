@@ -39,6 +39,7 @@ from perlkit.methods.perl import PERL_VARIANTS, PERLConfig
 from perlkit.mini.weights import MINI_MODEL
 from perlkit.profiles import Profile, get_profile
 from perlkit.reported import load_reported, reported_b2n
+from perlkit.stats import seed_half_widths
 
 __all__ = [
     "MODEL_LABELS", "PROVENANCE_TITLE", "RECIPE_SETTINGS", "REPORTED_TABLES", "UNIFIED_SOURCE", "ShippedGrid",
@@ -696,7 +697,7 @@ def reported_transfer(setting: str, xd_table: str, methods: Sequence[str]) -> pd
 def transfer_by_target(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """ImageNet-transfer results as one row per target (source ImageNet, the two averages, then every target) and
     one column per method label, averaged over seeds: transposed, so that the table fits the page. With several
-    seeds each average is followed by its ``seed_interval_row``."""
+    seeds each average is followed by its seed interval (``stats.seed_half_widths``)."""
     rows = [{"method": plots.method_label(r["spec"]["method"]), "seed": r["spec"].get("seed", 1), **r["metrics"]}
             for r in results]
     runs = pd.DataFrame(rows)
@@ -705,7 +706,7 @@ def transfer_by_target(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
     if runs["seed"].nunique() > 1:
         parts = [table.loc[["imagenet"]]]
         for average in ("xd_average", "dg_average"):
-            interval = seed_interval_row(runs, average).rename(
+            interval = seed_half_widths(runs, "method", average).rename(
                 f"{plots.SEED_INTERVAL} ({plots.TABLE_LABELS.get(average, average)})")
             parts += [table.loc[[average]], interval.to_frame().T]
         table = pd.concat([*parts, table.loc[[*XD_TARGETS, *DG_TARGETS]]])
@@ -714,7 +715,7 @@ def transfer_by_target(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 def hm_by_dataset(results: Sequence[dict[str, Any]], methods: Sequence[str]) -> pd.DataFrame:
     """HM per base-to-novel dataset (rows, the paper's order, average last) and method (columns, by label), averaged
-    over seeds; with several seeds the average is followed by its ``seed_interval_row``."""
+    over seeds; with several seeds the average is followed by its seed interval (``stats.seed_half_widths``)."""
     runs = b2n_table(results)
     runs["method"] = runs["method"].map(plots.method_label)
     summary = b2n_summary(runs)
@@ -722,15 +723,8 @@ def hm_by_dataset(results: Sequence[dict[str, Any]], methods: Sequence[str]) -> 
     datasets = [d for d in B2N_DATASETS if d in set(runs["dataset"])]
     table = table.reindex(index=[*datasets, "average"], columns=[plots.method_label(m) for m in methods])
     if runs["seed"].nunique() > 1:
-        table.loc[f"{plots.SEED_INTERVAL} (average)"] = seed_interval_row(runs, "hm")
+        table.loc[f"{plots.SEED_INTERVAL} (average)"] = seed_half_widths(runs, "method", "hm")
     return table.rename(index=plots.TABLE_LABELS)
-
-
-def seed_interval_row(runs: pd.DataFrame, metric: str) -> pd.Series:
-    """Per method (``runs``: one row per run, with ``method``, ``seed`` and ``metric``; several datasets per seed are
-    averaged first): half the 95% t-interval over seeds of its mean, the noise a table's average row carries."""
-    per_seed = runs.groupby(["method", "seed"], sort=False)[metric].mean()
-    return per_seed.groupby(level="method", sort=False).apply(lambda v: plots.seed_half_width(list(v)))
 
 
 def hm_params_points(summary: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from perlkit.experiments.protocols import Session, b2n_summary
 from perlkit.experiments.store import RunSpec
 from perlkit.methods import get_method_class
 from perlkit.methods.perl import PERL_VARIANTS
+from perlkit.stats import seed_half_widths
 
 #: ablation name -> (PERL option it changes, the values the paper sweeps)
 ABLATIONS: dict[str, tuple[str | None, list[Any]]] = {
@@ -118,23 +119,14 @@ def ablation_summary(pairs: Sequence[tuple[Any, RunSpec]], results: Sequence[dic
     summary = b2n_summary(table, by="value")
     params = table.groupby("value", sort=False)["params"].first()
     summary["params"] = summary["value"].map(params)
-    summary[HM_INTERVAL] = summary["value"].map(_hm_half_widths(table)).where(summary["dataset"] == "average")
+    summary[HM_INTERVAL] = summary["value"].map(seed_half_widths(table, "value", "hm")).where(
+        summary["dataset"] == "average")
     return summary
 
 
 #: the column of an ablation summary's average rows holding the half width of the 95% t-interval of the mean HM
 #: over seeds (missing with one seed, where seed-to-seed variation is unknown)
 HM_INTERVAL = "hm ±"
-
-
-def _hm_half_widths(table: pd.DataFrame) -> dict[str, float]:
-    """Per value: the mean HM over datasets at each seed, and the half width of the 95% t-interval over seeds (the
-    same interval ``perlkit.findings`` puts on a claim); NaN with one seed."""
-    from perlkit.findings import Estimate
-
-    per_seed = table.groupby(["value", "seed"], sort=False)["hm"].mean()
-    return {value: Estimate(float(hms.mean()), 0.0, tuple(hms)).half_width if len(hms) > 1 else float("nan")
-            for value, hms in per_seed.groupby(level="value", sort=False)}
 
 
 def ablation_order(kind: str, values: Iterable[Any]) -> list[str]:

@@ -188,3 +188,27 @@ def test_pretrain_view_crops_within_scale_and_mirrors() -> None:
     cropped = pretrain_view(np.random.default_rng(1), image, {"crop_p": 1.0, "crop_scale": (0.25, 0.25),
                                                               "flip_p": 0.0})
     assert cropped.shape == image.shape and not (cropped == image).all()
+
+
+def test_candidate_world3_is_world2_with_reframed_views_on_twice_the_schedule() -> None:
+    """Candidate 3 (stop 39) changes only the pretraining: world 2's benchmarks and captions, run 6's views from
+    the first step, every phase twice as long at the same learning rates and mixes."""
+    from perlkit.mini.worlds import CANDIDATE_WORLDS, REFRAMING_VIEWS, WORLDS
+
+    two, three = get_world("2"), get_world("3")
+    assert "3" in CANDIDATE_WORLDS and "3" not in WORLDS  # no shipped weights to verify
+    assert three.module is two.module and three.caption is two.caption
+    assert three.views == REFRAMING_VIEWS == {"crop_p": 0.5, "crop_scale": (0.15, 1.0), "flip_p": 0.5}
+    assert three.views_from == 0
+    assert [ph["steps"] for ph in three.phases] == [2 * ph["steps"] for ph in two.phases] == [1800, 2000, 1000]
+    for a, b in zip(three.phases, two.phases, strict=True):
+        assert {k: v for k, v in a.items() if k != "steps"} == {k: v for k, v in b.items() if k != "steps"}
+
+
+def test_a_candidate_world_pretrains_only_into_an_explicit_folder(tmp_path: Path) -> None:
+    from perlkit.mini.cli import pretrain_out_dir
+
+    for ship in (False, True):
+        with pytest.raises(ValueError, match="world 3 is a candidate.*give --out DIR"):
+            pretrain_out_dir(None, ship=ship, world="3")
+    assert pretrain_out_dir(str(tmp_path / "run"), ship=False, world="3") == tmp_path / "run"

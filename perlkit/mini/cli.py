@@ -20,8 +20,11 @@ def pretrain_out_dir(out: str | None, ship: bool, world: str | None = None) -> P
     --ship (a checkout only), else the user cache."""
     from perlkit.files import cache_root, require_checkout
     from perlkit.mini.weights import mini_weights_path
-    from perlkit.mini.worlds import DEFAULT_WORLD, get_world
+    from perlkit.mini.worlds import CANDIDATE_WORLDS, DEFAULT_WORLD, get_world
     world = DEFAULT_WORLD if world is None else world
+    if world in CANDIDATE_WORLDS and out is None:
+        raise ValueError(f"world {world} is a candidate pretraining design that ships no weights: give --out DIR "
+                         "(e.g. data/candidates/world3-run1)")
     shipped = "perlkit/" + "/".join(get_world(world).weights_dir)
     if out is not None and ship:
         raise ValueError(f"give either --out DIR or --ship (which writes the shipped {shipped}), not both")
@@ -120,7 +123,7 @@ def _attributes(args: argparse.Namespace) -> int:
 def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `mini build`, `pretrain` and `calibrate` under the perlkit CLI; each handler returns an exit code."""
     from perlkit.experiments.calibration import SEED, VIEW_DRAWS
-    from perlkit.mini.worlds import DEFAULT_WORLD, WORLDS
+    from perlkit.mini.worlds import CANDIDATE_WORLDS, DEFAULT_WORLD, WORLDS
     mini = subparsers.add_parser("mini", help="synthetic mini world and mini CLIP")
     world_help = f"world version (default {DEFAULT_WORLD}, the book's: issue 13's world, run 5; 1 is the first world)"
     sub = mini.add_subparsers(dest="mini_command", required=True)
@@ -136,7 +139,8 @@ def add_mini_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="write into the checkout's perlkit/assets/mini (the shipped weights)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="stop early on the world's schedule (default: all)")
-    p.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS, help=world_help)
+    p.add_argument("--world", default=DEFAULT_WORLD, choices=WORLDS + CANDIDATE_WORLDS,
+                   help=world_help + f"; {', '.join(CANDIDATE_WORLDS)}: candidate pretraining designs, with --out")
     p.add_argument("--eval-every", type=int, default=0, help="quick zero-shot every N steps (0 = only at the end)")
     p.set_defaults(func=_pretrain, handler=_pretrain)
     c = sub.add_parser("calibrate", help="zero-shot vs 16-shot linear probe per benchmark, beside the real ViT-B/16")

@@ -12,6 +12,11 @@ from types import ModuleType
 
 WORLDS = ("1", "2")
 DEFAULT_WORLD = "2"
+#: pretraining designs under trial (issue 13's adaptation bar): they ship no weights, pretrain with `--out` and are
+#: calibrated as ``--world 2 --weights <file>``, since they keep world 2's benchmarks (data/candidates/README.md)
+CANDIDATE_WORLDS = ("3",)
+#: run 6's framings of pretraining images (half cropped to 15-100% of the area, half mirrored)
+REFRAMING_VIEWS = {"crop_p": 0.5, "crop_scale": (0.15, 1.0), "flip_p": 0.5}
 
 
 @dataclass(frozen=True)
@@ -46,4 +51,12 @@ def get_world(version: str = DEFAULT_WORLD) -> World:
         # no views: reframing pretraining images (runs 6 and 7, data/candidates/README.md) taught the mini CLIP to
         # read crops but cost whole-image zero-shot on every benchmark, so world 2 stays run 5's design
         return World("2", world2, world2.caption, world2.PHASES, weights_dir=("assets", "mini-2"), pretrain_minutes=88)
-    raise ValueError(f"unknown mini world {version!r}; there are {', '.join(WORLDS)}")
+    if version == "3":
+        from perlkit.mini import world2
+
+        # candidate (stop 39): world 2's benchmarks and captions, run 6's reframed views from the first step, and
+        # twice run 5's schedule, since run 6 continued for 1,200 more steps read crops better and won back zero-shot
+        phases = [{**ph, "steps": 2 * ph["steps"]} for ph in world2.PHASES]
+        return World("3", world2, world2.caption, phases, views=REFRAMING_VIEWS, weights_dir=("assets", "mini-3"),
+                     pretrain_minutes=75)
+    raise ValueError(f"unknown mini world {version!r}; there are {', '.join(WORLDS + CANDIDATE_WORLDS)}")

@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 
 from perlkit.data import DISPLAY_NAMES
-from perlkit.experiments.ablations import ablation_order
+from perlkit.experiments.ablations import HM_INTERVAL, ablation_order
 from perlkit.experiments.store import device_label
 from perlkit.reported import display_name  # chapters call it as plots.display_name
 from perlkit.stats import seed_half_width
@@ -191,6 +191,25 @@ TABLE_LABELS: dict[str, str] = {
 }
 
 
+#: what the error bars of a figure drawn from several seeds' runs are (its legend says it)
+SEED_BARS = "error bars: 95% interval over seeds"
+
+
+def seed_errorbar(frame: pd.DataFrame) -> Any:
+    """seaborn's ``errorbar`` for a tidy frame of runs: the 95% t-interval over seeds of each plotted mean
+    (``seed_half_width``) where some group has several seeds, else None (one seed, or reported numbers: no bars).
+    seaborn's own "ci" bootstraps and "se" is one standard error, neither the interval the tables print."""
+    if "seed" not in frame or frame["seed"].nunique() < 2:
+        return None
+
+    def interval(values: pd.Series) -> tuple[float, float]:
+        half = seed_half_width(list(values))
+        centre = float(values.mean())
+        return (centre, centre) if math.isnan(half) else (centre - half, centre + half)
+
+    return interval
+
+
 def metric_panels(
     panels: Sequence[tuple[str, pd.DataFrame]],
     x_label: str,
@@ -207,6 +226,7 @@ def metric_panels(
     if not panels:
         raise ValueError("metric_panels needs at least one (title, frame) panel")
     fig, axes = panel_grid(len(panels), height, panel_width=BOOK_WIDTH / 2)
+    interval_handle = None
     for ax, (title, frame) in zip(axes, panels, strict=True):
         long = _long_metrics(frame)
         values = list(order) if order is not None else list(dict.fromkeys(long["value"]))
@@ -222,14 +242,38 @@ def metric_panels(
             slant_ticks(ax, 30)
         else:
             raise ValueError(f"kind must be 'line' or 'bar', got {kind!r}")
+        handles, labels = ax.get_legend_handles_labels()
+        interval_handle = _hm_interval_bars(ax, frame, values, kind, handles, labels) or interval_handle
         panel_title(ax, title)
         ax.set_xlabel(x_label)
         ax.set_ylabel("accuracy (%)" if kind == "bar" else "accuracy (%), axis not from 0")
-        handles, labels = ax.get_legend_handles_labels()
         ax.get_legend().remove()
     fig.tight_layout()
+    if interval_handle is not None:
+        handles, labels = [*handles, interval_handle], [*labels, f"HM {SEED_BARS}"]
     figure_legend(fig, handles, labels)
     return fig
+
+
+def _hm_interval_bars(ax: plt.Axes, frame: pd.DataFrame, values: Sequence[str], kind: str,
+                      handles: Sequence[Any], labels: Sequence[str]) -> Any:
+    """Draw the seed interval of an executed source's HM (its ``hm ±`` column, several seeds) as error bars on the
+    HM line or bars, in the HM colour; return the error bars' legend handle, or None where the source has none."""
+    hm_label = B2N_METRICS["hm"]
+    if HM_INTERVAL not in frame or not frame[HM_INTERVAL].notna().any() or hm_label not in labels:
+        return None
+    by_value = frame.assign(value=frame["value"].astype(str)).set_index("value")
+    half = by_value[HM_INTERVAL].reindex(values).to_numpy(dtype=float)
+    heights = by_value["hm"].reindex(values).to_numpy(dtype=float)
+    if kind == "bar":  # seaborn draws one container of bars per metric, in the legend's order
+        bars = ax.containers[labels.index(hm_label)]
+        positions = [bar.get_x() + bar.get_width() / 2 for bar in bars]
+        colour = bars[0].get_facecolor()
+    else:
+        positions = list(range(len(values)))
+        colour = handles[labels.index(hm_label)].get_color()
+    return ax.errorbar(positions, heights, yerr=half, fmt="none", ecolor=colour, elinewidth=1.2, capsize=3,
+                       zorder=4)
 
 
 def ablation_figure(
@@ -542,17 +586,20 @@ def prediction_grid(images: Sequence[Any], truths: Sequence[str], predictions: S
 def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt.Figure:
     """Base, novel and HM per dataset (x) for each method (colour): one panel per metric.
 
-    ``frame`` is a tidy table with ``method``, ``dataset`` (display names, in order) and ``base``/``novel``/``hm``.
+    ``frame`` is a tidy table with ``method``, ``dataset`` (display names, in order) and ``base``/``novel``/``hm``;
+    with one row a run and a ``seed`` column, each point is the mean over seeds with its 95% interval as an error bar.
     """
-    long = frame.melt(id_vars=["method", "dataset"], value_vars=["base", "novel", "hm"], var_name="metric",
-                      value_name="accuracy")
+    ids = ["method", "dataset", *(["seed"] if "seed" in frame else [])]
+    long = frame[[*ids, *B2N_METRICS]].melt(id_vars=ids, var_name="metric", value_name="accuracy")
+    errorbar = seed_errorbar(long)
     long["metric"] = long["metric"].map(B2N_METRICS)
     order = list(dict.fromkeys(frame["dataset"]))
+    methods = list(dict.fromkeys(frame["method"]))  # seaborn 0.13 divides by zero dodging a single method
     fig, axes = panel_grid(len(B2N_METRICS), height, panel_width=BOOK_WIDTH / 2)
     for ax, metric in zip(axes, B2N_METRICS.values(), strict=True):
         sns.pointplot(data=long[long["metric"] == metric], x="dataset", y="accuracy", hue="method", order=order,
-                      hue_order=list(dict.fromkeys(frame["method"])), linestyle="none", dodge=0.3, markersize=5,
-                      errorbar=None, ax=ax)
+                      hue_order=methods, linestyle="none", dodge=0.3 if len(methods) > 1 else False, markersize=5,
+                      errorbar=errorbar, err_kws={"linewidth": 1.0}, capsize=0.15 if errorbar else 0, ax=ax)
         panel_title(ax, metric)
         ax.set_xlabel("")
         ax.set_ylabel("accuracy (%)")
@@ -560,7 +607,8 @@ def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt
         handles, labels = ax.get_legend_handles_labels()
         ax.get_legend().remove()
     fig.tight_layout()
-    figure_legend(fig, handles, labels, title=title)  # above the panels, where they cannot hide a point
+    note = SEED_BARS if errorbar else ""
+    figure_legend(fig, handles, labels, title=f"{title} ({note})" if title and note else title or note)
     return fig
 
 
@@ -568,7 +616,8 @@ def accuracy_panels(panels: Sequence[tuple[str, pd.DataFrame]], height: float = 
     """Grouped accuracy bars per dataset (x) and method (colour), one panel per source with its own y axis.
 
     Each frame is tidy (``method``, ``dataset``, ``accuracy``) and keeps its row order; mini and reported numbers
-    go in different panels, never in the same one.
+    go in different panels, never in the same one. A frame of runs with a ``seed`` column shows the mean over seeds
+    with its 95% interval as an error bar.
     """
     widest = max(frame["dataset"].nunique() for _, frame in panels)
     # more than six dataset groups need the column's whole width; fewer fit two panels a row
@@ -576,10 +625,13 @@ def accuracy_panels(panels: Sequence[tuple[str, pd.DataFrame]], height: float = 
                            panel_width=max(3.0, 0.55 * widest + 1.5))
     methods = list(dict.fromkeys(m for _, frame in panels for m in frame["method"]))
     palette = dict(zip(methods, sns.color_palette(n_colors=len(methods)), strict=True))  # one colour per method
+    with_bars = False
     for ax, (title, frame) in zip(axes, panels, strict=True):
+        errorbar = seed_errorbar(frame)
+        with_bars = with_bars or errorbar is not None
         sns.barplot(data=frame, x="dataset", y="accuracy", hue="method", order=list(dict.fromkeys(frame["dataset"])),
-                    hue_order=list(dict.fromkeys(frame["method"])), palette=palette, ax=ax, errorbar=None,
-                    legend=False)
+                    hue_order=list(dict.fromkeys(frame["method"])), palette=palette, ax=ax, errorbar=errorbar,
+                    err_kws={"linewidth": 1.0}, capsize=0.2 if errorbar else 0, legend=False)
         ax.set_xlabel("")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_ylim(0, 100)
@@ -587,7 +639,8 @@ def accuracy_panels(panels: Sequence[tuple[str, pd.DataFrame]], height: float = 
         slant_ticks(ax, 40)
     fig.tight_layout()
     # one legend above the panels (a legend inside the axes hid the tallest bars)
-    figure_legend(fig, [plt.Rectangle((0, 0), 1, 1, color=palette[m]) for m in methods], methods)
+    figure_legend(fig, [plt.Rectangle((0, 0), 1, 1, color=palette[m]) for m in methods], methods,
+                  title=SEED_BARS if with_bars else "")
     return fig
 
 

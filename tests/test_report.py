@@ -343,6 +343,28 @@ def test_ablation_figure_orders_values_or_says_there_is_nothing(capsys) -> None:
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1", "3", "5"]
 
 
+@pytest.mark.parametrize("style", ["line", "bar"])
+def test_ablation_figure_draws_the_hm_seed_interval_where_a_source_has_one(style: str) -> None:
+    """An executed source with several seeds (its 'hm ±' column) gets error bars on HM at each value, centred on
+    the HM point or bar and as long as the interval; a source without one (one seed, reported numbers) gets none."""
+    from matplotlib.container import ErrorbarContainer
+
+    seeds = pd.DataFrame({"value": ["3", "1"], "base": [50.0, 60], "novel": [40.0, 45], "hm": [44.0, 51],
+                          "hm ±": [0.5, 2.0]})
+    reported = seeds.drop(columns="hm ±")
+    fig = plots.ablation_figure("steps", [("seeds", seeds), ("reported", reported)], "K", style=style)
+    with_bars, without = fig.axes[:2]
+    (bars,) = [c for c in with_bars.containers if isinstance(c, ErrorbarContainer)]
+    segments = bars.lines[2][0].get_segments()  # one vertical segment per value, in the axis order (1, 3)
+    assert [(round(s[0][1], 6), round(s[1][1], 6)) for s in segments] == [(49.0, 53.0), (43.5, 44.5)]
+    if style == "bar":  # on the HM bars, not beside them
+        hm_bars = with_bars.containers[2]
+        assert [round(s[0][0], 6) for s in segments] == [round(b.get_x() + b.get_width() / 2, 6) for b in hm_bars]
+    assert not [c for c in without.containers if isinstance(c, ErrorbarContainer)]
+    legend_texts = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "HM error bars: 95% interval over seeds" in legend_texts
+
+
 # ---------------------------------------------------------------------------------------------- chapters 05, 06
 def test_transfer_panel_keeps_the_given_datasets_in_order() -> None:
     frame = pd.DataFrame({"method": ["perl", "zeroshot", "perl", "CLIP"],

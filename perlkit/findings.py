@@ -56,12 +56,14 @@ def mean(estimates: Sequence[Estimate]) -> Estimate:
     return Estimate(sum(e.value for e in estimates) / k, math.sqrt(sum(e.se**2 for e in estimates)) / k)
 
 
-def over_seeds(estimates: Sequence[Estimate]) -> Estimate:
-    """One estimate from the same quantity under several seeds: their mean; the interval then comes from the seeds."""
+def over_seeds(estimates: Sequence[Estimate], seeds: Sequence[int] = ()) -> Estimate:
+    """One estimate from the same quantity under several seeds (``seeds``: which, in order, so that differences
+    pair them): their mean; the interval then comes from the seeds."""
     if len(estimates) == 1:
         return estimates[0]
     values = tuple(e.value for e in estimates)
-    return Estimate(statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values)), values)
+    return Estimate(statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values)), values,
+                    tuple(seeds))
 
 
 # ---------------------------------------------------------------------------------------------- measures
@@ -93,16 +95,17 @@ class Results:
     each over the seeds present."""
 
     def __init__(self, results: Iterable[Mapping], targets: Mapping[str, Sequence[str]] = TRANSFER_AVERAGES) -> None:
-        self.b2n: dict[tuple[str, str], list[dict[str, Estimate]]] = {}
-        self.transfer: dict[str, list[dict[str, Estimate]]] = {}
+        # measures by seed, so that per-seed averages over datasets and differences between methods pair seeds
+        self.b2n: dict[tuple[str, str], dict[int, dict[str, Estimate]]] = {}
+        self.transfer: dict[str, dict[int, dict[str, Estimate]]] = {}
         for r in results:
             spec = r["spec"]
             if spec.get("options"):  # ablation runs are not the method as published
                 continue
             if spec["kind"] == "b2n":
-                self.b2n.setdefault((spec["method"], spec["dataset"]), []).append(b2n_measure(r))
+                self.b2n.setdefault((spec["method"], spec["dataset"]), {})[spec["seed"]] = b2n_measure(r)
             elif spec["kind"] == "imagenet_transfer":
-                self.transfer.setdefault(spec["method"], []).append(transfer_measure(r, targets))
+                self.transfer.setdefault(spec["method"], {})[spec["seed"]] = transfer_measure(r, targets)
 
     def methods(self) -> list[str]:
         return sorted({m for m, _ in self.b2n} | set(self.transfer))
@@ -110,17 +113,18 @@ class Results:
     def b2n_value(self, method: str, metric: str, dataset: str | None = None) -> Estimate | None:
         """One dataset's base/novel/HM, or the mean over the datasets every method has, over seeds."""
         datasets = [dataset] if dataset else self._common_datasets()
-        seeds = [self.b2n.get((method, d)) for d in datasets]
-        if not datasets or any(s is None for s in seeds) or len({len(s) for s in seeds}) != 1:
-            return None
-        per_seed = [mean([runs[i][metric] for runs in seeds]) for i in range(len(seeds[0]))]
-        return over_seeds(per_seed)
+        by_dataset = [self.b2n.get((method, d)) for d in datasets]
+        if not datasets or any(runs is None for runs in by_dataset) or len({frozenset(r) for r in by_dataset}) != 1:
+            return None  # a dataset without runs, or datasets run on other seeds
+        seeds = sorted(by_dataset[0])
+        return over_seeds([mean([runs[s][metric] for runs in by_dataset]) for s in seeds], seeds)
 
     def transfer_value(self, method: str, metric: str) -> Estimate | None:
         runs = self.transfer.get(method)
-        if not runs or any(metric not in r for r in runs):
+        if not runs or any(metric not in r for r in runs.values()):
             return None
-        return over_seeds([r[metric] for r in runs])
+        seeds = sorted(runs)
+        return over_seeds([runs[s][metric] for s in seeds], seeds)
 
     def _common_datasets(self) -> list[str]:
         by_method: dict[str, set[str]] = {}
@@ -417,7 +421,8 @@ def _mean_hm_by_value(pairs: Iterable[tuple[str, Mapping]]) -> dict[str, Estimat
     grouped: dict[str, dict[int, list[Estimate]]] = {}
     for value, result in pairs:
         grouped.setdefault(str(value), {}).setdefault(result["spec"]["seed"], []).append(b2n_measure(result)["hm"])
-    return {value: over_seeds([mean(hms) for _, hms in sorted(seeds.items())]) for value, seeds in grouped.items()}
+    return {value: over_seeds([mean(hms) for _, hms in sorted(seeds.items())], sorted(seeds))
+            for value, seeds in grouped.items()}
 
 
 def removal_verdicts(pairs: Iterable[tuple[str, Mapping]], full: str = "full R-MMA") -> pd.DataFrame:

@@ -38,6 +38,8 @@ class Estimate:
     value: float
     se: float
     per_seed: tuple[float, ...] = ()
+    #: the seed of each ``per_seed`` value, so that a difference pairs the same seeds; empty: pair by position
+    seeds: tuple[int, ...] = ()
 
     @property
     def half_width(self) -> float:
@@ -56,13 +58,14 @@ class Estimate:
         return self.value + self.half_width
 
     def __sub__(self, other: Estimate) -> Estimate:
-        paired = len(self.per_seed) == len(other.per_seed) > 1
-        seeds = tuple(a - b for a, b in zip(self.per_seed, other.per_seed, strict=True)) if paired else ()
+        same_seeds = not self.seeds or not other.seeds or self.seeds == other.seeds
+        paired = len(self.per_seed) == len(other.per_seed) > 1 and same_seeds
+        diffs = tuple(a - b for a, b in zip(self.per_seed, other.per_seed, strict=True)) if paired else ()
         se = math.hypot(self.se, other.se)
         repeats = [len(s) for s in (self.per_seed, other.per_seed) if len(s) > 1]
-        if not paired and repeats:  # unequal seed counts: widen to the t quantile of the fewer seeds
+        if not paired and repeats:  # other seeds on each side: widen to the t quantile of the fewer seeds
             se *= t95(min(repeats) - 1) / _Z95
-        return Estimate(self.value - other.value, se, seeds)
+        return Estimate(self.value - other.value, se, diffs, (self.seeds or other.seeds) if paired else ())
 
 
 def seed_half_width(per_seed: Sequence[float]) -> float:

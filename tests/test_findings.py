@@ -200,3 +200,31 @@ def test_the_committed_gpu_record_finds_the_attention_costly_and_the_cpu_one_fin
 def test_a_cost_difference_of_few_repeats_gets_students_t_not_the_normal_quantile() -> None:
     saved = F._mean_difference([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])  # Welch df = 4: t = 2.776
     assert saved.value == 0.0 and saved.half_width == pytest.approx(2.776 * math.sqrt(2 / 3), rel=1e-6)
+
+
+def test_seed_differences_pair_the_same_seeds_not_the_same_positions() -> None:
+    """Two estimates over three seeds each pair seed by seed only when the seeds are the same ones; other seeds
+    give the unpaired (widened) interval, as unequal seed counts do."""
+    a = F.over_seeds([F.Estimate(v, 0.1) for v in (2.0, 3.0, 4.0)], seeds=(1, 2, 3))
+    b = F.over_seeds([F.Estimate(v, 0.1) for v in (1.0, 2.0, 3.5)], seeds=(1, 2, 3))
+    c = F.over_seeds([F.Estimate(v, 0.1) for v in (1.0, 2.0, 3.5)], seeds=(4, 5, 6))
+    paired, unpaired = a - b, a - c
+    assert paired.per_seed == (1.0, 1.0, 0.5) and paired.seeds == (1, 2, 3)
+    assert unpaired.per_seed == () and unpaired.seeds == () and unpaired.value == paired.value
+    assert unpaired.half_width == pytest.approx(4.303 * math.hypot(a.se, c.se))
+    legacy = F.Estimate(3.0, 1.0, (2.0, 3.0, 4.0)) - F.Estimate(2.0, 1.0, (1.0, 2.0, 3.0))  # no ids: by position
+    assert legacy.per_seed == (1.0, 1.0, 1.0)
+
+
+def test_results_average_datasets_seed_by_seed_whatever_the_order_of_the_runs() -> None:
+    """Per-seed averages over datasets take each seed's runs, even when the runs arrive in another seed order on
+    each dataset; a dataset run on other seeds gives no average."""
+
+    def run(dataset: str, seed: int, base: float) -> dict:
+        return {"spec": {"kind": "b2n", "method": "perl", "dataset": dataset, "seed": seed},
+                "metrics": {"base": base, "novel": base}, "counts": {"base_test": 100, "novel_test": 100}}
+
+    runs = [run("dtd", 1, 10.0), run("dtd", 2, 20.0), run("eurosat", 2, 40.0), run("eurosat", 1, 30.0)]
+    value = F.Results(runs).b2n_value("perl", "base")
+    assert value.per_seed == (20.0, 30.0) and value.seeds == (1, 2)
+    assert F.Results([*runs[:3], run("eurosat", 3, 30.0)]).b2n_value("perl", "base") is None

@@ -195,6 +195,13 @@ TABLE_LABELS: dict[str, str] = {
 SEED_BARS = "error bars: 95% interval over seeds"
 
 
+def _bars_title(title: str, errorbar: Any) -> str:
+    """A figure's title, saying what its error bars are when ``seed_errorbar`` drew some."""
+    if errorbar is None:
+        return title
+    return f"{title} ({SEED_BARS})" if title else SEED_BARS
+
+
 def seed_errorbar(frame: pd.DataFrame) -> Any:
     """seaborn's ``errorbar`` for a tidy frame of runs: the 95% t-interval over seeds of each plotted mean
     (``seed_half_width``) where some group has several seeds, else None (one seed, or reported numbers: no bars).
@@ -383,17 +390,20 @@ def method_bars(panels: Sequence[tuple[str, pd.DataFrame, str, str]], height: fl
 
 
 def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", height: float = 3.4) -> plt.Figure:
-    """Grouped bars of one metric per dataset (x) and method (colour), in the frame's row orders."""
+    """Grouped bars of one metric per dataset (x) and method (colour), in the frame's row orders; a frame of runs
+    with a ``seed`` column shows each mean over seeds with its 95% interval as an error bar."""
     fig, (ax,) = panel_grid(1, height, panel_width=max(5.0, 1.1 * frame["dataset"].nunique() + 3.0))
+    errorbar = seed_errorbar(frame)
     sns.barplot(data=frame, x="dataset", y=metric, hue="method", order=list(dict.fromkeys(frame["dataset"])),
-                hue_order=list(dict.fromkeys(frame["method"])), ax=ax, errorbar=None)
+                hue_order=list(dict.fromkeys(frame["method"])), ax=ax, errorbar=errorbar,
+                err_kws={"linewidth": 1.0}, capsize=0.2 if errorbar else 0)
     ax.set_xlabel("")
     ax.set_ylabel(f"{B2N_METRICS.get(metric, metric)} (%)")
     slant_ticks(ax, 30)
     handles, labels = ax.get_legend_handles_labels()
     ax.get_legend().remove()
     fig.tight_layout()
-    figure_legend(fig, handles, labels, title=title)
+    figure_legend(fig, handles, labels, title=_bars_title(title, errorbar))
     return fig
 
 
@@ -607,8 +617,7 @@ def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt
         handles, labels = ax.get_legend_handles_labels()
         ax.get_legend().remove()
     fig.tight_layout()
-    note = SEED_BARS if errorbar else ""
-    figure_legend(fig, handles, labels, title=f"{title} ({note})" if title and note else title or note)
+    figure_legend(fig, handles, labels, title=_bars_title(title, errorbar))
     return fig
 
 

@@ -727,6 +727,35 @@ def hm_by_dataset(results: Sequence[dict[str, Any]], methods: Sequence[str]) -> 
     return table.rename(index=plots.TABLE_LABELS)
 
 
+def live_b2n_table(runs: pd.DataFrame, methods: Sequence[str], datasets: Sequence[str]) -> pd.DataFrame:
+    """Base / novel / HM per method (rows, by label) and dataset (column groups; the average last when there are
+    several), means over seeds (``runs``: ``b2n_table``); with several seeds each group ends with its HM's 95% seed
+    interval (``HM ±``, ``stats.seed_half_widths``), so a one-dataset comparison shows its noise too."""
+    runs = runs.assign(method=runs["method"].map(plots.method_label))
+    summary = b2n_summary(runs)
+    table = summary.pivot(index="method", columns="dataset", values=["base", "novel", "hm"]).swaplevel(axis=1)
+    shown = [*datasets, "average"] if len(datasets) > 1 else list(datasets)
+    several = runs["seed"].nunique() > 1
+    blocks = {}
+    for dataset in shown:
+        block = table[dataset][["base", "novel", "hm"]]
+        if several:
+            rows = runs if dataset == "average" else runs[runs["dataset"] == dataset]
+            block = block.assign(**{HM_INTERVAL: seed_half_widths(rows, "method", "hm")})
+        blocks[plots.TABLE_LABELS.get(dataset, dataset)] = block
+    wide = pd.concat(blocks, axis=1).rename(columns=plots.TABLE_LABELS)
+    return wide.reindex([plots.method_label(m) for m in methods])
+
+
+def runs_with_average(runs: pd.DataFrame) -> pd.DataFrame:
+    """``b2n_table`` rows plus, with several datasets, an 'average' row per method and seed (the mean over its
+    datasets): what ``plots.comparison_bars`` draws, each bar a mean over seeds with its seed interval."""
+    if runs["dataset"].nunique() < 2:
+        return runs
+    average = runs.groupby(["method", "seed"], sort=False)[["base", "novel", "hm"]].mean().reset_index()
+    return pd.concat([runs, average.assign(dataset="average")], ignore_index=True)
+
+
 def hm_params_points(summary: pd.DataFrame, params: Mapping[str, int]) -> pd.DataFrame:
     """The 'average' rows of a b2n summary (methods by label) with each method's trainable parameters (``params``
     by registry name) and its HM as ``accuracy``: one panel of ``plots.params_scatter``."""

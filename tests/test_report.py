@@ -710,3 +710,32 @@ def test_hm_by_dataset_ends_with_the_seed_interval_of_each_average() -> None:
     assert table.loc["± 95% (average)", "PERL"] == pytest.approx(12.706 * 0.25, abs=1e-3)  # t(1) x se of the mean
     assert table.loc["± 95% (average)", "zero-shot CLIP"] == 0.0
     assert "± 95% (average)" not in report.hm_by_dataset(results[:2] + results[4:6], ["zeroshot", "perl"]).index
+
+
+def _two_seed_runs() -> pd.DataFrame:
+    """b2n_table rows: PERL's DTD HM moves with the seed (41, 42), every other HM is fixed."""
+    return pd.DataFrame([{"method": m, "dataset": d, "seed": s, "base": hm, "novel": hm, "hm": hm}
+                         for m, shift in (("zeroshot", 0.0), ("perl", 1.0)) for s in (1, 2) for d, hm in
+                         (("dtd", 40.0 + shift * s), ("eurosat", 60.0))])
+
+
+def test_live_b2n_table_shows_each_datasets_hm_interval_over_seeds() -> None:
+    runs = _two_seed_runs()
+    one = report.live_b2n_table(runs[runs["dataset"] == "dtd"], ["zeroshot", "perl"], ["dtd"])
+    assert list(one.index) == ["zero-shot CLIP", "PERL"]
+    assert list(one.columns) == [("DTD", "Base"), ("DTD", "Novel"), ("DTD", "HM"), ("DTD", "hm ±")]
+    assert one.loc["PERL", ("DTD", "HM")] == pytest.approx(41.5)
+    assert one.loc["PERL", ("DTD", "hm ±")] == pytest.approx(12.706 * 0.5, abs=1e-3)  # t(1) x se of (41, 42)
+    both = report.live_b2n_table(runs, ["perl"], ["dtd", "eurosat"])
+    assert [c[0] for c in both.columns[::4]] == ["DTD", "EuroSAT", "average"]
+    assert both.loc["PERL", ("average", "hm ±")] == pytest.approx(12.706 * 0.25, abs=1e-3)  # seeds 50.5, 51
+    assert "hm ±" not in report.live_b2n_table(runs[runs["seed"] == 1], ["perl"], ["dtd"]).columns.get_level_values(1)
+
+
+def test_comparison_bars_are_means_over_seeds_with_their_interval() -> None:
+    runs = report.runs_with_average(_two_seed_runs())
+    average = runs[runs["dataset"] == "average"].set_index(["method", "seed"])["hm"]
+    assert average.to_dict() == {("zeroshot", 1): 50.0, ("zeroshot", 2): 50.0, ("perl", 1): 50.5, ("perl", 2): 51.0}
+    fig = plots.comparison_bars(runs, "hm", "mini")
+    assert plots.SEED_BARS in fig.texts[0].get_text()
+    assert report.runs_with_average(runs[runs["dataset"] == "dtd"]).equals(runs[runs["dataset"] == "dtd"])

@@ -28,7 +28,7 @@ from perlkit import plots
 from perlkit.data import B2N_DATASETS, DG_TARGETS, XD_TARGETS
 from perlkit.experiments import Session, ablation_specs, b2n_specs, harmonic_mean, transfer_specs
 from perlkit.methods import list_methods
-from perlkit.report import ShippedGrid, precomputed_ablations, reported_ablation, shipped_grid
+from perlkit.report import ShippedGrid, reported_ablation, shipped_grid, stored_ablation_grids
 from perlkit.reported import load_reported
 from perlkit.stats import _Z95, Estimate, t95
 
@@ -363,8 +363,9 @@ def _claim_difference(claim: AblationClaim, hm: Mapping[str, Estimate]) -> tuple
 
 def stored_ablation_pairs(grids: Mapping[str, ShippedGrid], seeds: Sequence[int],
                           profile: str) -> dict[str, list[tuple[str, Mapping]]]:
-    """(value, result) pairs of each complete ablation grid (``report.precomputed_ablations``'s second part: every
-    value on every base-to-novel dataset at ``seeds``), the form ``ablation_verdicts`` reads."""
+    """(value, result) pairs of each complete ablation grid (``report.stored_ablation_grids``, or the second part of
+    ``report.precomputed_ablations``: every value on every base-to-novel dataset at ``seeds``), the form
+    ``ablation_verdicts`` reads."""
     out = {}
     for kind, grid in grids.items():
         if grid.complete:
@@ -405,7 +406,7 @@ def stored_ablation_verdicts(session: Session, seeds: Sequence[int] = (1,)) -> p
     """``ablation_verdicts`` on the stored 11-dataset grids at ``seeds`` (nothing is trained; an incomplete grid
     gives "no result" rows)."""
     kinds = tuple(dict.fromkeys(claim.kind for claim in ABLATION_CLAIMS))
-    _, grids = precomputed_ablations(session, kinds, seeds)
+    grids = stored_ablation_grids(session, kinds, seeds)
     return ablation_verdicts(stored_ablation_pairs(grids, seeds, session.profile.name))
 
 

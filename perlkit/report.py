@@ -459,12 +459,27 @@ def precomputed_ablations(
     grid: dict[str, pd.DataFrame | None] = {}
     complete = {}
     for kind in kinds:
-        pairs = ablation_specs(kind, None, B2N_DATASETS, list(seeds), session.profile.name, **common)
-        found = shipped_grid(session, [spec for _, spec in pairs])
+        pairs, found = _stored_ablation_grid(session, kind, seeds, **common)
         grid[kind] = ablation_summary(pairs, found.results) if found.complete else None
         if found.complete:
             complete[kind] = found
     return grid, complete
+
+
+def stored_ablation_grids(session: Session, kinds: Iterable[str], seeds: Sequence[int] = (1,),
+                          **common: Any) -> dict[str, ShippedGrid]:
+    """The stored full grid of each ablation in ``kinds`` that is complete and current, without summarising it
+    (``precomputed_ablations`` without the summaries: what the ablation verdicts read)."""
+    grids = {kind: _stored_ablation_grid(session, kind, seeds, **common)[1] for kind in kinds}
+    return {kind: found for kind, found in grids.items() if found.complete}
+
+
+def _stored_ablation_grid(session: Session, kind: str, seeds: Sequence[int],
+                          **common: Any) -> tuple[list[tuple[Any, RunSpec]], ShippedGrid]:
+    """One ablation's (value, spec) pairs over every base-to-novel dataset at ``seeds``, and what the stores hold
+    of them."""
+    pairs = ablation_specs(kind, None, B2N_DATASETS, list(seeds), session.profile.name, **common)
+    return pairs, shipped_grid(session, [spec for _, spec in pairs])
 
 
 _NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")

@@ -2,7 +2,9 @@
 with few-shot headroom, calibrated run 5) and world 1 (the first world, whose features held little beyond what the
 prompts say; kept so its shipped results, store ``mini-world1``, can still be re-run and verified). A world is
 its module (vocabularies, renderers, benchmarks), its caption generator, its pretraining schedule and the folder of
-its shipped mini CLIP weights; ``build``, ``pretrain``, ``calibrate`` and ``results`` take ``--world``."""
+its shipped mini CLIP weights; ``build``, ``pretrain``, ``calibrate`` and ``results`` take ``--world``. Candidate
+designs under trial (``CANDIDATE_WORLDS``) change only the pretraining of a shipped world's benchmarks: `mini
+pretrain --world 3 --out DIR` makes one, and it is calibrated as ``--world 2 --weights DIR/mini-clip.pt``."""
 
 from __future__ import annotations
 

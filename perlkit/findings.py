@@ -61,9 +61,10 @@ def over_seeds(estimates: Sequence[Estimate], seeds: Sequence[int] = ()) -> Esti
     pair them): their mean; the interval then comes from the seeds."""
     if len(estimates) == 1:
         return estimates[0]
-    values = tuple(e.value for e in estimates)
+    order = sorted(range(len(estimates)), key=lambda i: seeds[i]) if seeds else range(len(estimates))
+    values = tuple(estimates[i].value for i in order)  # in seed order, so that equal seed sets pair
     return Estimate(statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values)), values,
-                    tuple(seeds))
+                    tuple(seeds[i] for i in order) if seeds else ())
 
 
 # ---------------------------------------------------------------------------------------------- measures
@@ -103,9 +104,15 @@ class Results:
             if spec.get("options"):  # ablation runs are not the method as published
                 continue
             if spec["kind"] == "b2n":
-                self.b2n.setdefault((spec["method"], spec["dataset"]), {})[spec["seed"]] = b2n_measure(r)
+                runs, measure = self.b2n.setdefault((spec["method"], spec["dataset"]), {}), b2n_measure(r)
             elif spec["kind"] == "imagenet_transfer":
-                self.transfer.setdefault(spec["method"], {})[spec["seed"]] = transfer_measure(r, targets)
+                runs, measure = self.transfer.setdefault(spec["method"], {}), transfer_measure(r, targets)
+            else:
+                continue
+            if spec["seed"] in runs:  # e.g. two protocols mixed: they would be counted as one seed
+                raise ValueError(f"two {spec['kind']} results of {spec['method']} on {spec.get('dataset', 'ImageNet')}"
+                                 f" at seed {spec['seed']}; give the claims one run per seed")
+            runs[spec["seed"]] = measure
 
     def methods(self) -> list[str]:
         return sorted({m for m, _ in self.b2n} | set(self.transfer))

@@ -209,10 +209,9 @@ def seed_errorbar(frame: pd.DataFrame) -> Any:
     if "seed" not in frame or frame["seed"].nunique() < 2:
         return None
 
-    def interval(values: pd.Series) -> tuple[float, float]:
-        half = seed_half_width(list(values))
-        centre = float(values.mean())
-        return (centre, centre) if math.isnan(half) else (centre - half, centre + half)
+    def interval(values: pd.Series) -> tuple[float, float]:  # seaborn passes a group of several values
+        half, centre = seed_half_width(list(values)), float(values.mean())
+        return centre - half, centre + half
 
     return interval
 
@@ -262,12 +261,17 @@ def metric_panels(
     return fig
 
 
+def has_hm_interval(frame: pd.DataFrame) -> bool:
+    """Whether an ablation source carries the seed interval of its HM (``hm ±``: executed, several seeds)."""
+    return HM_INTERVAL in frame and bool(frame[HM_INTERVAL].notna().any())
+
+
 def _hm_interval_bars(ax: plt.Axes, frame: pd.DataFrame, values: Sequence[str], kind: str,
                       handles: Sequence[Any], labels: Sequence[str]) -> Any:
     """Draw the seed interval of an executed source's HM (its ``hm ±`` column, several seeds) as error bars on the
     HM line or bars, in the HM colour; return the error bars' legend handle, or None where the source has none."""
     hm_label = B2N_METRICS["hm"]
-    if HM_INTERVAL not in frame or not frame[HM_INTERVAL].notna().any() or hm_label not in labels:
+    if not has_hm_interval(frame) or hm_label not in labels:
         return None
     by_value = frame.assign(value=frame["value"].astype(str)).set_index("value")
     half = by_value[HM_INTERVAL].reindex(values).to_numpy(dtype=float)

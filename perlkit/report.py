@@ -530,7 +530,7 @@ def ablation_table(
 
 def _interval_column(frame: pd.DataFrame) -> list[str]:
     """The seed interval column of an executed source that has one (several seeds), else nothing."""
-    return [HM_INTERVAL] if HM_INTERVAL in frame and frame[HM_INTERVAL].notna().any() else []
+    return [HM_INTERVAL] if plots.has_hm_interval(frame) else []
 
 
 def hm_consistency(frame: pd.DataFrame, value: str = "J") -> pd.DataFrame:
@@ -744,8 +744,10 @@ def hm_by_dataset(results: Sequence[dict[str, Any]], methods: Sequence[str]) -> 
 
 def live_b2n_table(runs: pd.DataFrame, methods: Sequence[str], datasets: Sequence[str]) -> pd.DataFrame:
     """Base / novel / HM per method (rows, by label) and dataset (column groups; the average last when there are
-    several), means over seeds (``runs``: ``b2n_table``); with several seeds each group ends with its HM's 95% seed
-    interval (``HM ±``, ``stats.seed_half_widths``), so a one-dataset comparison shows its noise too."""
+    several), means over seeds (``runs``: ``b2n_table``, every dataset at every seed); with several seeds each group
+    ends with its HM's 95% seed interval (``hm ±``, ``stats.seed_half_widths``), so a one-dataset comparison shows
+    its noise too."""
+    require_every_dataset_per_seed(runs)
     runs = runs.assign(method=runs["method"].map(plots.method_label))
     summary = b2n_summary(runs)
     table = summary.pivot(index="method", columns="dataset", values=["base", "novel", "hm"]).swaplevel(axis=1)
@@ -762,11 +764,24 @@ def live_b2n_table(runs: pd.DataFrame, methods: Sequence[str], datasets: Sequenc
     return wide.reindex([plots.method_label(m) for m in methods])
 
 
+def require_every_dataset_per_seed(runs: pd.DataFrame) -> None:
+    """Refuse ``b2n_table`` rows where a method lacks a dataset at some seed: a per-seed average over datasets (and
+    its interval) would then mix seeds, and differ from the table's mean of per-dataset means."""
+    have = runs.groupby(["method", "seed"])["dataset"].agg(frozenset)
+    datasets = runs.groupby("method")["dataset"].agg(frozenset)
+    missing = [(m, s, sorted(datasets[m] - got)) for (m, s), got in have.items() if got != datasets[m]]
+    if missing:
+        m, s, names = missing[0]
+        raise ValueError(f"{m} has no run on {', '.join(names)} at seed {s} (and {len(missing) - 1} more such gaps): "
+                         "a per-seed average needs every dataset at every seed; run the missing ones first")
+
+
 def runs_with_average(runs: pd.DataFrame) -> pd.DataFrame:
     """``b2n_table`` rows plus, with several datasets, an 'average' row per method and seed (the mean over its
     datasets): what ``plots.comparison_bars`` draws, each bar a mean over seeds with its seed interval."""
     if runs["dataset"].nunique() < 2:
         return runs
+    require_every_dataset_per_seed(runs)
     average = runs.groupby(["method", "seed"], sort=False)[["base", "novel", "hm"]].mean().reset_index()
     return pd.concat([runs, average.assign(dataset="average")], ignore_index=True)
 

@@ -41,6 +41,10 @@ class Estimate:
     #: the seed of each ``per_seed`` value, so that a difference pairs the same seeds; empty: pair by position
     seeds: tuple[int, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.seeds and len(self.seeds) != len(self.per_seed):
+            raise ValueError(f"{len(self.seeds)} seed ids for {len(self.per_seed)} per-seed values")
+
     @property
     def half_width(self) -> float:
         """Half the 95% interval: t over seeds when there are several, else the normal one on ``se``."""
@@ -58,14 +62,14 @@ class Estimate:
         return self.value + self.half_width
 
     def __sub__(self, other: Estimate) -> Estimate:
-        same_seeds = not self.seeds or not other.seeds or self.seeds == other.seeds
-        paired = len(self.per_seed) == len(other.per_seed) > 1 and same_seeds
+        # pair seed by seed: the same seed ids on both sides (or none on either, then by position)
+        paired = len(self.per_seed) == len(other.per_seed) > 1 and self.seeds == other.seeds
         diffs = tuple(a - b for a, b in zip(self.per_seed, other.per_seed, strict=True)) if paired else ()
         se = math.hypot(self.se, other.se)
         repeats = [len(s) for s in (self.per_seed, other.per_seed) if len(s) > 1]
         if not paired and repeats:  # other seeds on each side: widen to the t quantile of the fewer seeds
             se *= t95(min(repeats) - 1) / _Z95
-        return Estimate(self.value - other.value, se, diffs, (self.seeds or other.seeds) if paired else ())
+        return Estimate(self.value - other.value, se, diffs, self.seeds if paired else ())
 
 
 def seed_half_width(per_seed: Sequence[float]) -> float:

@@ -47,3 +47,22 @@ def book_style():
         plots.book_style()
         yield
     plt.close("all")
+
+
+@pytest.fixture
+def error_segments():  # noqa: ANN201
+    """(low, high) of every vertical error bar drawn on an axis, in drawing order (seaborn draws a bar and its caps
+    as one line broken by NaNs)."""
+    import numpy as np
+
+    def segments(ax) -> list[tuple[float, float]]:  # noqa: ANN001
+        out = []
+        for line in ax.lines:
+            xs, ys = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+            for i in range(len(xs) - 1):
+                if xs[i] == xs[i + 1] and ys[i] != ys[i + 1] and not np.isnan(ys[i:i + 2]).any():
+                    out.append((round(min(ys[i:i + 2]), 4), round(max(ys[i:i + 2]), 4)))
+        return out
+
+    return segments
+

@@ -214,6 +214,11 @@ def test_seed_differences_pair_the_same_seeds_not_the_same_positions() -> None:
     assert unpaired.half_width == pytest.approx(4.303 * math.hypot(a.se, c.se))
     legacy = F.Estimate(3.0, 1.0, (2.0, 3.0, 4.0)) - F.Estimate(2.0, 1.0, (1.0, 2.0, 3.0))  # no ids: by position
     assert legacy.per_seed == (1.0, 1.0, 1.0)
+    assert (a - F.Estimate(2.0, 1.0, (1.0, 2.0, 3.0))).per_seed == ()  # ids on one side only: not paired
+    shuffled = F.over_seeds([F.Estimate(v, 0.1) for v in (3.5, 1.0, 2.0)], seeds=(3, 1, 2))
+    assert shuffled.seeds == (1, 2, 3) and (a - shuffled).per_seed == (1.0, 1.0, 0.5)  # sorted by seed
+    with pytest.raises(ValueError, match="2 seed ids for 3 per-seed values"):
+        F.Estimate(1.0, 0.0, (1.0, 2.0, 3.0), (1, 2))
 
 
 def test_results_average_datasets_seed_by_seed_whatever_the_order_of_the_runs() -> None:
@@ -228,3 +233,11 @@ def test_results_average_datasets_seed_by_seed_whatever_the_order_of_the_runs() 
     value = F.Results(runs).b2n_value("perl", "base")
     assert value.per_seed == (20.0, 30.0) and value.seeds == (1, 2)
     assert F.Results([*runs[:3], run("eurosat", 3, 30.0)]).b2n_value("perl", "base") is None
+
+
+def test_two_runs_of_one_seed_are_refused_not_counted_as_two_seeds() -> None:
+    run = {"spec": {"kind": "b2n", "method": "perl", "dataset": "dtd", "seed": 1},
+           "metrics": {"base": 50.0, "novel": 50.0}, "counts": {"base_test": 100, "novel_test": 100}}
+    with pytest.raises(ValueError, match="two b2n results of perl on dtd at seed 1"):
+        F.Results([run, run])
+

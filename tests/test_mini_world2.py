@@ -82,8 +82,8 @@ def test_each_world_has_its_own_identity_and_2_is_the_default(tmp_path: Path, mo
     assert world_fingerprint("2").startswith("mini-world-2-")
     monkeypatch.setenv("PERLKIT_CACHE", str(tmp_path))
     assert default_mini_root("2") == tmp_path / "mini-2" == default_mini_root() != default_mini_root("1")
-    with pytest.raises(ValueError, match="unknown mini world '3'"):
-        get_world("3")
+    with pytest.raises(ValueError, match="unknown mini world '4'; there are 1, 2, 3"):
+        get_world("4")
 
 
 @pytest.mark.slow
@@ -209,6 +209,23 @@ def test_a_candidate_world_pretrains_only_into_an_explicit_folder(tmp_path: Path
     from perlkit.mini.cli import pretrain_out_dir
 
     for ship in (False, True):
-        with pytest.raises(ValueError, match="world 3 is a candidate.*give --out DIR"):
-            pretrain_out_dir(None, ship=ship, world="3")
+        for world in ("3", 3):
+            with pytest.raises(ValueError, match="world 3 is a candidate.*give --out DIR"):
+                pretrain_out_dir(None, ship=ship, world=world)
     assert pretrain_out_dir(str(tmp_path / "run"), ship=False, world="3") == tmp_path / "run"
+
+
+def test_a_candidate_world_has_no_profile_folder_or_weights_and_says_how_to_use_it(tmp_path: Path) -> None:
+    """A candidate keeps world 2's benchmarks and ships nothing: a profile, a world build or its weights path is
+    refused with the command that does work, before any work."""
+    from perlkit.mini.build import build_mini_world, world_fingerprint
+    from perlkit.mini.weights import mini_weights_path
+    from perlkit.profiles import get_profile
+
+    advice = r"candidate pretraining design.*`perlkit mini pretrain --world 3 --out DIR`.*`--world 2 --weights"
+    for attempt in (lambda: get_profile("mini", world="3", pretrained=str(tmp_path / "w.pt")),
+                    lambda: mini_weights_path("3"), lambda: world_fingerprint("3"),
+                    lambda: build_mini_world(tmp_path / "root", world="3")):
+        with pytest.raises(ValueError, match=advice):
+            attempt()
+    assert not (tmp_path / "root").exists()

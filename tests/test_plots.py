@@ -324,34 +324,22 @@ def test_seed_errorbar_is_the_tables_t_interval_and_absent_for_one_seed() -> Non
     half = plots.seed_half_width([50.0, 52.0, 57.0])
     assert (lo, hi) == pytest.approx((53.0 - half, 53.0 + half)) and half == pytest.approx(4.303 * 3.6056 / 3 ** 0.5,
                                                                                            rel=1e-4)
-    assert plots.seed_errorbar(runs)(pd.Series([50.0])) == (50.0, 50.0)  # a group with one seed: no bar
     assert plots.seed_errorbar(runs.assign(seed=1)) is None
     assert plots.seed_errorbar(runs.drop(columns="seed")) is None  # reported numbers
 
 
-def _error_segments(ax) -> list[tuple[float, float]]:  # noqa: ANN001
-    """(low, high) of every vertical error bar drawn on ``ax``, in drawing order (seaborn draws a bar and its caps
-    as one line broken by NaNs)."""
-    out = []
-    for line in ax.lines:
-        xs, ys = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
-        for i in range(len(xs) - 1):
-            if xs[i] == xs[i + 1] and ys[i] != ys[i + 1] and not np.isnan(ys[i:i + 2]).any():
-                out.append((round(min(ys[i:i + 2]), 4), round(max(ys[i:i + 2]), 4)))
-    return out
-
-
-def test_accuracy_and_b2n_figures_show_the_seed_interval_of_runs_and_none_for_reported_numbers() -> None:
+def test_accuracy_and_b2n_figures_show_the_seed_interval_of_runs_and_none_for_reported_numbers(
+        error_segments: Callable) -> None:
     runs = pd.DataFrame({"method": ["PERL"] * 3, "dataset": ["DTD"] * 3, "seed": [1, 2, 3],
                          "accuracy": [50.0, 52.0, 57.0], "base": [50.0, 52.0, 57.0], "novel": [40.0] * 3,
                          "hm": [45.0] * 3})
     half = plots.seed_half_width([50.0, 52.0, 57.0])
     fig = plots.accuracy_panels([("runs", runs), ("reported", runs.drop(columns="seed").iloc[:1])])
-    assert _error_segments(fig.axes[0]) == [(round(53.0 - half, 4), round(53.0 + half, 4))]
-    assert _error_segments(fig.axes[1]) == []
+    assert error_segments(fig.axes[0]) == [(round(53.0 - half, 4), round(53.0 + half, 4))]
+    assert error_segments(fig.axes[1]) == []
     assert plots.SEED_BARS in fig.texts[0].get_text()
     fig = plots.b2n_points(runs, title="mini")
-    assert _error_segments(fig.axes[0]) == [(round(53.0 - half, 4), round(53.0 + half, 4))]  # base
+    assert error_segments(fig.axes[0]) == [(round(53.0 - half, 4), round(53.0 + half, 4))]  # base
     assert plots.SEED_BARS in fig.texts[0].get_text()
     plain = plots.b2n_points(runs.drop(columns="seed").iloc[:1], title="reported")
-    assert not any(_error_segments(ax) for ax in plain.axes) and plots.SEED_BARS not in plain.texts[0].get_text()
+    assert not any(error_segments(ax) for ax in plain.axes) and plots.SEED_BARS not in plain.texts[0].get_text()

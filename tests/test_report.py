@@ -732,10 +732,22 @@ def test_live_b2n_table_shows_each_datasets_hm_interval_over_seeds() -> None:
     assert "hm ±" not in report.live_b2n_table(runs[runs["seed"] == 1], ["perl"], ["dtd"]).columns.get_level_values(1)
 
 
-def test_comparison_bars_are_means_over_seeds_with_their_interval() -> None:
+def test_comparison_bars_are_means_over_seeds_with_their_interval(error_segments) -> None:  # noqa: ANN001
     runs = report.runs_with_average(_two_seed_runs())
     average = runs[runs["dataset"] == "average"].set_index(["method", "seed"])["hm"]
     assert average.to_dict() == {("zeroshot", 1): 50.0, ("zeroshot", 2): 50.0, ("perl", 1): 50.5, ("perl", 2): 51.0}
     fig = plots.comparison_bars(runs, "hm", "mini")
     assert plots.SEED_BARS in fig.texts[0].get_text()
-    assert report.runs_with_average(runs[runs["dataset"] == "dtd"]).equals(runs[runs["dataset"] == "dtd"])
+    # zero-shot's HMs do not move with the seed (no bar); PERL's DTD (41, 42) and average (50.5, 51) do
+    segments = sorted(error_segments(fig.axes[0]))
+    assert segments == sorted([(round(41.5 - 12.706 * 0.5, 4), round(41.5 + 12.706 * 0.5, 4)),
+                               (round(50.75 - 12.706 * 0.25, 4), round(50.75 + 12.706 * 0.25, 4))])
+
+
+def test_per_seed_averages_refuse_a_seed_that_lacks_a_dataset() -> None:
+    runs = _two_seed_runs()
+    gap = runs[~((runs["method"] == "perl") & (runs["seed"] == 2) & (runs["dataset"] == "eurosat"))]
+    with pytest.raises(ValueError, match="perl has no run on eurosat at seed 2"):
+        report.runs_with_average(gap)
+    with pytest.raises(ValueError, match="perl has no run on eurosat at seed 2"):
+        report.live_b2n_table(gap, ["perl"], ["dtd", "eurosat"])

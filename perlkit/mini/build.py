@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from perlkit.data.registry import SPECS
 from perlkit.files import cache_root, code_fingerprint, remove_stale_temps, temp_sibling
 from perlkit.mini.world import Bench
-from perlkit.mini.worlds import DEFAULT_WORLD, get_world
+from perlkit.mini.worlds import DEFAULT_WORLD, get_world, shipped_world
 
 SPLITS = ("train", "val", "test")
 MARKER = "BUILD_COMPLETE"
@@ -38,7 +38,7 @@ def world_fingerprint(world: str = DEFAULT_WORLD) -> str:
     """What decides a mini world's pixels: the renderer and world code (syntax only) and the world version
     (bumped with any change to how ``build_mini_world`` writes files). Results on that world carry it, so a new world
     makes them stale. Computed once a process (parsing the renderer takes ~0.1 s; every result lookup asks)."""
-    code = code_fingerprint([Path(__file__).with_name(name) for name in WORLD_CODE[get_world(world).version]])
+    code = code_fingerprint([Path(__file__).with_name(name) for name in WORLD_CODE[shipped_world(world).version]])
     return f"mini-world-{get_world(world).module.WORLD_VERSION}-{code[:16]}"
 
 
@@ -285,7 +285,7 @@ def build_mini_world(root: Path | None = None, seed: int = 0, progress: bool = T
     folders of killed builds are removed, and this build's own on any failure.
     """
     seed, scale = check_config(seed, scale)
-    world = get_world(world).version  # an unknown version fails here, before any work
+    world = shipped_world(world).version  # an unknown version or a candidate design fails here, before any work
     root = Path(root) if root is not None else default_mini_root(world)
     remove_stale_temps(root)
     if is_complete(root, seed, scale, world):

@@ -20,9 +20,9 @@ def pretrain_out_dir(out: str | None, ship: bool, world: str | None = None) -> P
     --ship (a checkout only), else the user cache."""
     from perlkit.files import cache_root, require_checkout
     from perlkit.mini.weights import mini_weights_path
-    from perlkit.mini.worlds import CANDIDATE_WORLDS, DEFAULT_WORLD, get_world
+    from perlkit.mini.worlds import DEFAULT_WORLD, get_world
     world = DEFAULT_WORLD if world is None else world
-    if world in CANDIDATE_WORLDS and out is None:
+    if get_world(world).candidate_of is not None and out is None:
         raise ValueError(f"world {world} is a candidate pretraining design that ships no weights: give --out DIR "
                          "(e.g. data/candidates/world3-run1)")
     shipped = "perlkit/" + "/".join(get_world(world).weights_dir)

@@ -417,7 +417,7 @@ def pretrain_mini_clip(out_dir: Path | str, seed: int = 0, steps: int | None = N
                     "torch_threads": torch.get_num_threads(),
                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")},
         "torch_version": torch.__version__, "open_clip_version": __import__("open_clip").__version__,
-        "numpy_version": np.__version__, "world_version": w.module.WORLD_VERSION,
+        "numpy_version": np.__version__, "world_version": w.module.WORLD_VERSION, "world": w.version,
         "weights_sha256": sha, "weights_bytes": weights.stat().st_size,
         "loss_curve": curve, "intermediate_evals": evals,
         "zeroshot_test_top1": zs, "zeroshot_mean": round(float(np.mean(list(zs.values()))), 2) if zs else None,

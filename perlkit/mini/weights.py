@@ -9,7 +9,7 @@ import open_clip
 import torch
 
 from perlkit.files import PACKAGE_ROOT, in_checkout, package_path, sha256_file
-from perlkit.mini.worlds import DEFAULT_WORLD, get_world
+from perlkit.mini.worlds import DEFAULT_WORLD, get_world, shipped_world
 
 MINI_MODEL = "mini-clip"
 
@@ -22,7 +22,7 @@ def register_mini_config() -> None:
 
 def mini_weights_path(world: str = DEFAULT_WORLD) -> Path:
     """Path of a world's shipped weights file, e.g. perlkit/assets/mini-2/mini-clip.pt for world 2 (package data)."""
-    return package_path(*get_world(world).weights_dir, "mini-clip.pt")
+    return package_path(*shipped_world(world).weights_dir, "mini-clip.pt")
 
 
 def restore_advice(name: str = "mini-clip.pt", world: str = DEFAULT_WORLD) -> str:

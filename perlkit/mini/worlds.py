@@ -37,6 +37,9 @@ class World:
     weights_dir: tuple[str, ...] = ("assets", "mini")
     #: about how long `perlkit mini pretrain` takes for it on 2 CPU cores (the restore advice quotes it)
     pretrain_minutes: int = 43
+    #: for a candidate pretraining design (``CANDIDATE_WORLDS``): the shipped world whose benchmarks it keeps; it
+    #: ships no weights, so it has no profile, no world folder and no results of its own (``shipped_world``)
+    candidate_of: str | None = None
 
 
 def get_world(version: str = DEFAULT_WORLD) -> World:
@@ -59,6 +62,18 @@ def get_world(version: str = DEFAULT_WORLD) -> World:
         # candidate (stop 39): world 2's benchmarks and captions, run 6's reframed views from the first step, and
         # twice run 5's schedule, since run 6 continued for 1,200 more steps read crops better and won back zero-shot
         phases = [{**ph, "steps": 2 * ph["steps"]} for ph in world2.PHASES]
-        return World("3", world2, world2.caption, phases, views=REFRAMING_VIEWS, weights_dir=("assets", "mini-3"),
-                     pretrain_minutes=75)
+        return World("3", world2, world2.caption, phases, views=dict(REFRAMING_VIEWS), weights_dir=(),
+                     pretrain_minutes=75, candidate_of="2")
     raise ValueError(f"unknown mini world {version!r}; there are {', '.join(WORLDS + CANDIDATE_WORLDS)}")
+
+
+def shipped_world(version: str = DEFAULT_WORLD) -> World:
+    """``get_world`` for what needs a world's shipped weights, folder or results; a candidate design is refused with
+    how to use it instead."""
+    world = get_world(version)
+    if world.candidate_of is not None:
+        raise ValueError(f"mini world {world.version} is a candidate pretraining design that ships no weights and "
+                         f"keeps world {world.candidate_of}'s benchmarks: make its weights with `perlkit mini "
+                         f"pretrain --world {world.version} --out DIR`, then use them as `--world "
+                         f"{world.candidate_of} --weights DIR/mini-clip.pt`")
+    return world

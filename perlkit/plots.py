@@ -195,6 +195,13 @@ TABLE_LABELS: dict[str, str] = {
 SEED_BARS = "error bars: 95% interval over seeds"
 
 
+def _seed_bar_kwargs(frame: pd.DataFrame, capsize: float) -> dict[str, Any]:
+    """seaborn's error bar arguments for a frame of runs (``seed_errorbar``): the seed interval drawn thin with caps
+    of ``capsize``, or no error bars at all."""
+    errorbar = seed_errorbar(frame)
+    return {"errorbar": errorbar, "err_kws": {"linewidth": 1.0}, "capsize": capsize if errorbar else 0}
+
+
 def _bars_title(title: str, errorbar: Any) -> str:
     """A figure's title, saying what its error bars are when ``seed_errorbar`` drew some."""
     if errorbar is None:
@@ -397,17 +404,16 @@ def comparison_bars(frame: pd.DataFrame, metric: str = "hm", title: str = "", he
     """Grouped bars of one metric per dataset (x) and method (colour), in the frame's row orders; a frame of runs
     with a ``seed`` column shows each mean over seeds with its 95% interval as an error bar."""
     fig, (ax,) = panel_grid(1, height, panel_width=max(5.0, 1.1 * frame["dataset"].nunique() + 3.0))
-    errorbar = seed_errorbar(frame)
+    bars = _seed_bar_kwargs(frame, capsize=0.2)
     sns.barplot(data=frame, x="dataset", y=metric, hue="method", order=list(dict.fromkeys(frame["dataset"])),
-                hue_order=list(dict.fromkeys(frame["method"])), ax=ax, errorbar=errorbar,
-                err_kws={"linewidth": 1.0}, capsize=0.2 if errorbar else 0)
+                hue_order=list(dict.fromkeys(frame["method"])), ax=ax, **bars)
     ax.set_xlabel("")
     ax.set_ylabel(f"{B2N_METRICS.get(metric, metric)} (%)")
     slant_ticks(ax, 30)
     handles, labels = ax.get_legend_handles_labels()
     ax.get_legend().remove()
     fig.tight_layout()
-    figure_legend(fig, handles, labels, title=_bars_title(title, errorbar))
+    figure_legend(fig, handles, labels, title=_bars_title(title, bars["errorbar"]))
     return fig
 
 
@@ -605,7 +611,7 @@ def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt
     """
     ids = ["method", "dataset", *(["seed"] if "seed" in frame else [])]
     long = frame[[*ids, *B2N_METRICS]].melt(id_vars=ids, var_name="metric", value_name="accuracy")
-    errorbar = seed_errorbar(long)
+    bars = _seed_bar_kwargs(long, capsize=0.15)
     long["metric"] = long["metric"].map(B2N_METRICS)
     order = list(dict.fromkeys(frame["dataset"]))
     methods = list(dict.fromkeys(frame["method"]))  # seaborn 0.13 divides by zero dodging a single method
@@ -613,7 +619,7 @@ def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt
     for ax, metric in zip(axes, B2N_METRICS.values(), strict=True):
         sns.pointplot(data=long[long["metric"] == metric], x="dataset", y="accuracy", hue="method", order=order,
                       hue_order=methods, linestyle="none", dodge=0.3 if len(methods) > 1 else False, markersize=5,
-                      errorbar=errorbar, err_kws={"linewidth": 1.0}, capsize=0.15 if errorbar else 0, ax=ax)
+                      ax=ax, **bars)
         panel_title(ax, metric)
         ax.set_xlabel("")
         ax.set_ylabel("accuracy (%)")
@@ -621,7 +627,7 @@ def b2n_points(frame: pd.DataFrame, title: str = "", height: float = 3.4) -> plt
         handles, labels = ax.get_legend_handles_labels()
         ax.get_legend().remove()
     fig.tight_layout()
-    figure_legend(fig, handles, labels, title=_bars_title(title, errorbar))
+    figure_legend(fig, handles, labels, title=_bars_title(title, bars["errorbar"]))
     return fig
 
 
@@ -640,11 +646,10 @@ def accuracy_panels(panels: Sequence[tuple[str, pd.DataFrame]], height: float = 
     palette = dict(zip(methods, sns.color_palette(n_colors=len(methods)), strict=True))  # one colour per method
     with_bars = False
     for ax, (title, frame) in zip(axes, panels, strict=True):
-        errorbar = seed_errorbar(frame)
-        with_bars = with_bars or errorbar is not None
+        bars = _seed_bar_kwargs(frame, capsize=0.2)
+        with_bars = with_bars or bars["errorbar"] is not None
         sns.barplot(data=frame, x="dataset", y="accuracy", hue="method", order=list(dict.fromkeys(frame["dataset"])),
-                    hue_order=list(dict.fromkeys(frame["method"])), palette=palette, ax=ax, errorbar=errorbar,
-                    err_kws={"linewidth": 1.0}, capsize=0.2 if errorbar else 0, legend=False)
+                    hue_order=list(dict.fromkeys(frame["method"])), palette=palette, ax=ax, legend=False, **bars)
         ax.set_xlabel("")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_ylim(0, 100)

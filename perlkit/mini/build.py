@@ -38,8 +38,9 @@ def world_fingerprint(world: str = DEFAULT_WORLD) -> str:
     """What decides a mini world's pixels: the renderer and world code (syntax only) and the world version
     (bumped with any change to how ``build_mini_world`` writes files). Results on that world carry it, so a new world
     makes them stale. Computed once a process (parsing the renderer takes ~0.1 s; every result lookup asks)."""
-    code = code_fingerprint([Path(__file__).with_name(name) for name in WORLD_CODE[shipped_world(world).version]])
-    return f"mini-world-{get_world(world).module.WORLD_VERSION}-{code[:16]}"
+    design = shipped_world(world)
+    code = code_fingerprint([Path(__file__).with_name(name) for name in WORLD_CODE[design.version]])
+    return f"mini-world-{design.module.WORLD_VERSION}-{code[:16]}"
 
 
 def default_mini_root(world: str = DEFAULT_WORLD) -> Path:

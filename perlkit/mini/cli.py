@@ -21,11 +21,12 @@ def pretrain_out_dir(out: str | None, ship: bool, world: str | None = None) -> P
     from perlkit.files import cache_root, require_checkout
     from perlkit.mini.weights import mini_weights_path
     from perlkit.mini.worlds import DEFAULT_WORLD, get_world
-    world = DEFAULT_WORLD if world is None else world
-    if get_world(world).candidate_of is not None and out is None:
-        raise ValueError(f"world {world} is a candidate pretraining design that ships no weights: give --out DIR "
-                         "(e.g. data/candidates/world3-run1)")
-    shipped = "perlkit/" + "/".join(get_world(world).weights_dir)
+    design = get_world(DEFAULT_WORLD if world is None else world)
+    if design.candidate_of is not None and out is None:
+        raise ValueError(f"world {design.version} is a candidate pretraining design that ships no weights: give --out "
+                         "DIR (e.g. data/candidates/world3-run1)")
+    world = design.version
+    shipped = "perlkit/" + "/".join(design.weights_dir)
     if out is not None and ship:
         raise ValueError(f"give either --out DIR or --ship (which writes the shipped {shipped}), not both")
     if ship:

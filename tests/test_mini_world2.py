@@ -82,8 +82,8 @@ def test_each_world_has_its_own_identity_and_2_is_the_default(tmp_path: Path, mo
     assert world_fingerprint("2").startswith("mini-world-2-")
     monkeypatch.setenv("PERLKIT_CACHE", str(tmp_path))
     assert default_mini_root("2") == tmp_path / "mini-2" == default_mini_root() != default_mini_root("1")
-    with pytest.raises(ValueError, match="unknown mini world '4'; there are 1, 2, 3"):
-        get_world("4")
+    with pytest.raises(ValueError, match="unknown mini world '5'; there are 1, 2, 3, 4"):
+        get_world("5")
 
 
 @pytest.mark.slow
@@ -205,14 +205,62 @@ def test_candidate_world3_is_world2_with_reframed_views_on_twice_the_schedule() 
         assert {k: v for k, v in a.items() if k != "steps"} == {k: v for k, v in b.items() if k != "steps"}
 
 
+#: sha256 (first 12 hex digits) of candidate worlds' pretraining batches of 32 at seed 0: world 3's computed with the
+#: code that made world3-run1 (784af03), world 4's with the code that made world4-run1
+CANDIDATE_BATCHES = {"3": {0: ("287b5469191b", "5256ea4e24d6"), 4799: ("f58a84945d99", "bd0a6adca9b3")},
+                     "4": {0: ("de87c893d479", "e75e4c54fff1"), 4799: ("f106ce87c770", "dd47f6dbe48a")}}
+
+
+def test_candidate_worlds_pretrain_on_the_batches_of_their_runs() -> None:
+    from perlkit.mini import pretrain
+    from perlkit.mini.weights import get_mini_tokenizer
+
+    tok = get_mini_tokenizer()
+    for world, steps in CANDIDATE_BATCHES.items():
+        for step, digests in steps.items():
+            images, text = pretrain.make_batch(0, step, 32, tok, world=world)
+            assert tuple(d[:12] for d in _digests(images, text)) == digests, (world, step)
+
+
+def test_candidate_world4_is_world3_with_names_held_down_and_textures_uncropped() -> None:
+    """Candidate 4 (stop 40): world 3's schedule and views, except that textures are only mirrored, and captions
+    that name objects less often and swap more cars, aircraft and textures; the images are world 2's."""
+    three, four = get_world("3"), get_world("4")
+    assert four.module is three.module and four.phases == three.phases and four.candidate_of == "2"
+    assert four.views == {**three.views, "uncropped_domains": ("texture",)}
+    assert four.caption.keywords == {"name_rate": W2.NAME_RATE_4, "swaps": W2.SWAPS_4}
+    changed = {d for d in W2.NAME_RATE if W2.NAME_RATE_4[d] != W2.NAME_RATE[d]}
+    assert changed == {"object"} and W2.NAME_RATE_4["object"] < W2.NAME_RATE["object"]
+    swapped_more = {d for d in W2.SWAPS_4 if W2.SWAPS_4[d] != W2.SWAPS.get(d)}
+    assert swapped_more == {"car", "aircraft", "texture"}
+    for domain in swapped_more:
+        frac = W2.SWAPS_4[domain][0]
+        assert frac > W2.SWAPS[domain][0]
+        assert len(W2.swap_partners(domain, frac)) > len(W2.swap_partners(domain))
+    # the default captions are those of world 2 (same draws, same text) wherever the rates agree
+    pet = W2.domain_concepts("pet")[0]
+    for seed in range(20):
+        assert four.caption(np.random.default_rng(seed), "pet", pet, "photo") == \
+            W2.caption(np.random.default_rng(seed), "pet", pet, "photo")
+
+
+def test_uncropped_domains_are_only_mirrored() -> None:
+    from perlkit.mini.pretrain import pretrain_view
+
+    image = np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)
+    views = {"crop_p": 1.0, "crop_scale": (0.25, 0.25), "flip_p": 1.0, "uncropped_domains": ("texture",)}
+    assert (pretrain_view(np.random.default_rng(1), image, views, "texture") == image[:, ::-1]).all()
+    assert not (pretrain_view(np.random.default_rng(1), image, views, "car") == image[:, ::-1]).all()
+
+
 def test_a_candidate_world_pretrains_only_into_an_explicit_folder(tmp_path: Path) -> None:
     from perlkit.mini.cli import pretrain_out_dir
 
     for ship in (False, True):
-        for world in ("3", 3):
-            with pytest.raises(ValueError, match="world 3 is a candidate.*give --out DIR"):
+        for world in ("3", 3, "4"):
+            with pytest.raises(ValueError, match=f"world {world} is a candidate.*give --out DIR"):
                 pretrain_out_dir(None, ship=ship, world=world)
-    assert pretrain_out_dir(str(tmp_path / "run"), ship=False, world="3") == tmp_path / "run"
+    assert pretrain_out_dir(str(tmp_path / "run"), ship=False, world="4") == tmp_path / "run"
 
 
 def test_a_candidate_world_has_no_profile_folder_or_weights_and_says_how_to_use_it(tmp_path: Path) -> None:

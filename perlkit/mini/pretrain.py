@@ -125,8 +125,9 @@ _DOMAIN_CONCEPTS: dict[tuple[str, str], list[W.Concept]] = {}
 
 
 def sample_pair(rng: Rng, domain_weights: dict[str, float] = DOMAIN_WEIGHTS,
-                object_modes: dict[str, float] = OBJECT_MODES, world: str = DEFAULT_WORLD) -> tuple[np.ndarray, str]:
-    """Draw one (image, caption) pretraining pair from a world's concept sampler."""
+                object_modes: dict[str, float] = OBJECT_MODES, world: str = DEFAULT_WORLD
+                ) -> tuple[np.ndarray, str, str]:
+    """Draw one (image, caption, domain) pretraining pair from a world's concept sampler."""
     w = get_world(world)
     doms = list(domain_weights)
     d = doms[int(rng.choice(len(doms), p=np.array([domain_weights[k] for k in doms])))]
@@ -139,7 +140,7 @@ def sample_pair(rng: Rng, domain_weights: dict[str, float] = DOMAIN_WEIGHTS,
         modes = list(object_modes)
         mode = modes[int(rng.choice(len(modes), p=np.array([object_modes[k] for k in modes])))]
     img = w.module.render_concept(rng, d, c, mode)
-    return np.asarray(img, np.uint8), w.caption(rng, d, c, mode)
+    return np.asarray(img, np.uint8), w.caption(rng, d, c, mode), d
 
 
 _MEAN = torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
@@ -152,12 +153,13 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return (x - _MEAN) / _STD
 
 
-def pretrain_view(rng: Rng, image: np.ndarray, views: dict) -> np.ndarray:
+def pretrain_view(rng: Rng, image: np.ndarray, views: dict, domain: str | None = None) -> np.ndarray:
     """A random framing of a rendered image: with probability ``crop_p`` a crop of ``crop_scale`` of its area
-    (aspect 3:4 to 4:3, as RandomResizedCrop) resized back bicubically, then a mirror image with ``flip_p``."""
+    (aspect 3:4 to 4:3, as RandomResizedCrop) resized back bicubically, then a mirror image with ``flip_p``. Images
+    of a domain in ``uncropped_domains`` are only mirrored (world 4 keeps texture periods as rendered)."""
     h, w = image.shape[:2]
     out = image
-    if rng.random() < views["crop_p"]:
+    if rng.random() < views["crop_p"] and domain not in views.get("uncropped_domains", ()):
         area = rng.uniform(*views["crop_scale"]) * h * w
         ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
         cw = min(w, max(1, round(math.sqrt(area * ratio))))
@@ -182,7 +184,7 @@ def make_batch(seed: int, step: int, batch_size: int, tokenizer,  # noqa: ANN001
     pairs = [sample_pair(rng, ph["domain_weights"], ph["object_modes"], world) for _ in range(batch_size)]
     images = [p[0] for p in pairs]
     if w.views and phase >= w.views_from:
-        images = [pretrain_view(rng, im, w.views) for im in images]
+        images = [pretrain_view(rng, im, w.views, domain) for im, _, domain in pairs]
     return to_tensor(images), tokenizer([p[1] for p in pairs])
 
 

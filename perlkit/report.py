@@ -43,14 +43,16 @@ from perlkit.stats import seed_half_widths
 
 __all__ = [
     "MODEL_LABELS", "PROVENANCE_TITLE", "RECIPE_SETTINGS", "REPORTED_TABLES", "UNIFIED_SOURCE", "ShippedGrid",
-    "StepExample", "ablation_average", "ablation_runs", "ablation_sources", "ablation_table", "default_config_note",
-    "dynamics_ends", "fig3a_consistency", "first_test_images", "hm_consistency", "hm_params_points", "live_label",
-    "mma_adapter_note", "model_label", "official_param_counts", "paper_headline", "param_budget", "parameter_cell",
-    "parameter_table", "perl_param_counts", "precomputed_ablations", "precomputed_note", "profile_label",
-    "provenance_note", "recipe_sources", "recipe_table", "reported_ablation", "reported_b2n_average",
-    "reported_hm_params_points", "reported_param_labels", "reported_transfer", "runs_provenance", "shipped_grid",
-    "source_titles", "step_example", "trainable_params", "transfer_by_target", "unified_overrides", "unrepeated_rows",
-    "variant_params", "variant_table",
+    "StepExample", "ablation_average", "ablation_runs", "ablation_sources", "ablation_table", "adaptation_view",
+    "component_cost_table", "default_config_note", "dynamics_ends", "execution_status", "fig3a_consistency",
+    "first_test_images", "gap_comparison", "hm_by_dataset", "hm_consistency", "hm_params_points", "live_b2n_table",
+    "live_label", "mma_adapter_note", "model_label", "official_param_counts", "paper_headline", "param_budget",
+    "parameter_cell", "parameter_table", "perl_param_counts", "precomputed_ablations", "precomputed_note",
+    "profile_label", "provenance_note", "recipe_sources", "recipe_table", "reported_ablation", "reported_b2n_average",
+    "reported_hm_params_points", "reported_param_labels", "reported_transfer", "require_every_dataset_per_seed",
+    "runs_provenance", "runs_with_average", "seed_label", "shipped_grid", "source_titles", "step_example",
+    "stored_ablation_grids", "stored_adaptation", "trainable_params", "training_cost_table", "transfer_by_target",
+    "unified_overrides", "unrepeated_rows", "variant_params", "variant_table",
 ]
 
 #: the settings a rival's official scripts distinguish: label -> (key in ``recipe_sources``, dataset, task)

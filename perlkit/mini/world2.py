@@ -277,12 +277,6 @@ NAME_RATE = {"object": 0.85, "pet": 0.8, "car": 0.66, "flower": 0.55, "food": 0.
 #: (fraction of the classes in swapped pairs, how often a swapped class's caption uses its partner's name)
 SWAPS = {"car": (0.1, 0.6), "flower": (0.2, 0.65), "aircraft": (0.1, 0.6),
          "texture": (0.2, 0.6), "satellite": (0.4, 0.65), "action": (0.2, 0.6)}
-#: candidate world 4 (stop 40): world 3 grounded the names of objects, cars and aircraft in its 4,800 steps (zero-shot
-#: base ImageNet 65.0, Caltech101 87.5, Stanford Cars 57.8, FGVC Aircraft 36.0 against probes of 60.6, 89.7, 65.5 and
-#: 38.2), so objects are named less often and more cars, aircraft and textures come in swapped pairs: swaps keep the
-#: images separable and hold zero-shot down however long the pretraining (data/candidates/README.md)
-NAME_RATE_4 = {**NAME_RATE, "object": 0.75}
-SWAPS_4 = {**SWAPS, "car": (0.3, 0.6), "aircraft": (0.3, 0.6), "texture": (0.3, 0.6)}
 GENERIC = ("a photo.", "an image.", "a picture of something.", "my photo", "untitled")
 CAPTION_NOISE = 0.08
 
@@ -296,19 +290,15 @@ def base_half(domain: str) -> set[str]:
     return {c.name for c in cs[: math.ceil(len(cs) / 2)]}
 
 
-def swap_partners(domain: str, frac: float | None = None) -> dict[str, str]:
+@functools.cache
+def swap_partners(domain: str) -> dict[str, str]:
     """The swapped pairs of a domain, both ways: classes that differ in exactly one attribute, drawn from a fixed
     stream (so the pairs are part of the world, like its renderer).
 
     Both classes of a pair lie in the same half (base or novel): zero-shot only confuses a class with a partner that
     is among the labels it is tested against, and the base-to-novel protocol tests each half on its own (the first
-    world-2 run paired across halves, and its swapped EuroSAT classes kept 92-100% zero-shot). ``frac`` (default:
-    ``SWAPS``) is the fraction of the classes paired; a candidate design may pair more."""
-    return _swap_partners(domain, SWAPS.get(domain, (0.0, 0.0))[0] if frac is None else frac)
-
-
-@functools.cache
-def _swap_partners(domain: str, frac: float) -> dict[str, str]:
+    world-2 run paired across halves, and its swapped EuroSAT classes kept 92-100% zero-shot)."""
+    frac, _ = SWAPS.get(domain, (0.0, 0.0))
     if frac == 0:
         return {}
     cs = list(domain_concepts(domain))
@@ -395,20 +385,16 @@ def _named(rng: Rng, domain: str, name: str, mode: str) -> str:
     return pick([template, "{n}", "a picture of a {n}.", "the {n}."]).format(n=n)
 
 
-def caption(rng: Rng, domain: str, c: Concept, mode: str, name_rate: dict[str, float] | None = None,
-            swaps: dict[str, tuple[float, float]] | None = None) -> str:
+def caption(rng: Rng, domain: str, c: Concept, mode: str) -> str:
     """A noisy, varied caption: generic now and then; otherwise the class name at the domain's rate (a swapped
-    class mostly by its partner's name), else a description of what is seen. ``name_rate`` and ``swaps`` (default
-    ``NAME_RATE`` and ``SWAPS``) let a candidate pretraining design name classes differently on the same images."""
-    name_rate, swaps = name_rate or NAME_RATE, swaps or SWAPS
+    class mostly by its partner's name), else a description of what is seen."""
     if rng.random() < CAPTION_NOISE:
         return GENERIC[int(rng.integers(len(GENERIC)))]
-    if rng.random() >= name_rate[domain]:
+    if rng.random() >= NAME_RATE[domain]:
         return _describe(rng, domain, c, mode)
     name = c.name
-    frac, swap_rate = swaps.get(domain, (0.0, 0.0))
-    partner = swap_partners(domain, frac).get(name)
-    if partner is not None and rng.random() < swap_rate:
+    partner = swap_partners(domain).get(name)
+    if partner is not None and rng.random() < SWAPS[domain][1]:
         name = partner
     return _named(rng, domain, name, mode)
 

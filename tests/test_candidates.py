@@ -100,6 +100,24 @@ def test_views_are_of_the_same_weights_and_shots_as_the_calibration(path: Path):
         assert {"probe_unified_crop", "probe_dassl_crop"} <= set(row)
 
 
+@pytest.mark.parametrize("path", sorted(CANDIDATES.glob("*/adaptation.json")), ids=lambda p: p.parent.name)
+def test_adaptation_records_are_of_the_calibrated_weights_and_add_up(path: Path):
+    """``perlkit mini adaptation --json`` of a candidate: the calibration's weights, the same zero-shot base accuracies
+    (the b2n zero-shot runs and the calibration agree to rounding), and gains and verdicts that follow from its own
+    base accuracies."""
+    from perlkit.experiments.calibration import adaptation_summary
+
+    record, calibration = (json.loads(p.read_text()) for p in (path, path.parent / "calibration.json"))
+    assert record["weights_sha256"] == calibration["weights_sha256"]
+    for name, accuracy in record["zeroshot_base"].items():
+        assert accuracy == pytest.approx(calibration["benchmarks"][name]["zeroshot_base"], abs=1e-9)
+    again = adaptation_summary(record["zeroshot_base"], {m: r["base"] for m, r in record["methods"].items()})
+    for method, row in record["methods"].items():
+        assert row["mean_gain"] == pytest.approx(again["methods"][method]["mean_gain"], abs=1e-9)
+        assert row["pass"] == again["methods"][method]["pass"]
+    assert record["all_pass"] == again["all_pass"]
+
+
 def test_world2_adaptation_record_is_the_shipped_results() -> None:
     """run 5's adaptation bar (``perlkit mini adaptation --world 2 --json``) reads the shipped world-2 results: each
     base accuracy in the record is a result file's, and the gains follow from them."""

@@ -24,7 +24,7 @@ def pretrain_out_dir(out: str | None, ship: bool, world: str | None = None) -> P
     design = get_world(DEFAULT_WORLD if world is None else world)
     if design.candidate_of is not None and out is None:
         raise ValueError(f"world {design.version} is a candidate pretraining design that ships no weights: give --out "
-                         "DIR (e.g. data/candidates/world3-run1)")
+                         f"DIR (e.g. data/candidates/world{design.version}-run1)")
     world = design.version
     shipped = "perlkit/" + "/".join(design.weights_dir)
     if out is not None and ship:

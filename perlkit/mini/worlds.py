@@ -9,7 +9,7 @@ pretrain --world 3 --out DIR` makes one, and it is calibrated as ``--world 2 --w
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 WORLDS = ("1", "2")
@@ -65,15 +65,13 @@ def get_world(version: str = DEFAULT_WORLD) -> World:
         return World("3", world2, world2.caption, phases, views=dict(REFRAMING_VIEWS), weights_dir=(),
                      pretrain_minutes=75, candidate_of="2")
     if version == "4":
-        import dataclasses
-
         from perlkit.mini import world4
 
         # candidate (stop 40): world 3 with its names held down where its zero-shot rose to its probe (objects named
         # less often, more cars, aircraft and textures in swapped pairs: world4.py) and textures only mirrored, since
         # every run with crops lost DTD's probe (47.6 on run 5 against 35.6, 41.2 and 39.1 on runs 6, 7 and world 3)
-        return dataclasses.replace(get_world("3"), version="4", caption=world4.caption,
-                                   views={**REFRAMING_VIEWS, "uncropped_domains": ("texture",)})
+        return replace(get_world("3"), version="4", caption=world4.caption,
+                       views={**REFRAMING_VIEWS, "uncropped_domains": ("texture",)})
     raise ValueError(f"unknown mini world {version!r}; there are {', '.join(WORLDS + CANDIDATE_WORLDS)}")
 
 

@@ -100,15 +100,18 @@ def test_views_are_of_the_same_weights_and_shots_as_the_calibration(path: Path):
         assert {"probe_unified_crop", "probe_dassl_crop"} <= set(row)
 
 
-@pytest.mark.parametrize("path", sorted(CANDIDATES.glob("*/adaptation.json")), ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", sorted(CANDIDATES.glob("*/adaptation*.json")),
+                         ids=lambda p: f"{p.parent.name}-{p.stem}")
 def test_adaptation_records_are_of_the_calibrated_weights_and_add_up(path: Path):
     """``perlkit mini adaptation --json`` of a candidate: the calibration's weights, the same zero-shot base accuracies
-    (the b2n zero-shot runs and the calibration agree to rounding), and gains and verdicts that follow from its own
+    (the b2n zero-shot runs and the calibration agree to rounding; zero-shot does not depend on the seed), the run seed
+    its file name says (``adaptation-seed2.json`` is ``--seed 2``), and gains and verdicts that follow from its own
     base accuracies."""
     from perlkit.experiments.calibration import adaptation_summary
 
     record, calibration = (json.loads(p.read_text()) for p in (path, path.parent / "calibration.json"))
     assert record["weights_sha256"] == calibration["weights_sha256"]
+    assert record["seed"] == int(path.stem.removeprefix("adaptation").removeprefix("-seed") or 1)
     for name, accuracy in record["zeroshot_base"].items():
         assert accuracy == pytest.approx(calibration["benchmarks"][name]["zeroshot_base"], abs=1e-9)
     again = adaptation_summary(record["zeroshot_base"], {m: r["base"] for m, r in record["methods"].items()})
